@@ -1,0 +1,1 @@
+"""Data: IDX readers, checksum-verified downloads, MNIST-like sources, device-resident batching."""

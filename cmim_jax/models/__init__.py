@@ -1,0 +1,58 @@
+"""Flax modules: Gaussian encoders, decoders exposing informative embeddings, the auto-encoder."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import ml_collections
+
+from cmim_jax.models.autoencoder import AutoEncoder
+from cmim_jax.models.conv import BernoulliConvDecoder, GaussianConvEncoder
+from cmim_jax.models.gaussian import reparameterize, sample_prior, soft_clamp
+from cmim_jax.models.mlp import BernoulliMLPDecoder, GaussianMLPEncoder
+
+
+def _mlp_encoder(cfg, input_shape):
+  del input_shape
+  return GaussianMLPEncoder(cfg.latent_dim, tuple(cfg.hidden_sizes), cfg.logvar_min, cfg.logvar_max)
+
+
+def _mlp_decoder(cfg, input_shape):
+  return BernoulliMLPDecoder(tuple(input_shape), tuple(cfg.hidden_sizes)[::-1])
+
+
+def _conv_encoder(cfg, input_shape):
+  del input_shape
+  return GaussianConvEncoder(cfg.latent_dim, tuple(cfg.conv_features), cfg.conv_dense_size,
+                             cfg.logvar_min, cfg.logvar_max)
+
+
+def _conv_decoder(cfg, input_shape):
+  return BernoulliConvDecoder(tuple(input_shape), tuple(cfg.conv_features)[::-1])
+
+
+ENCODERS = {"mlp": _mlp_encoder, "conv": _conv_encoder}
+DECODERS = {"mlp": _mlp_decoder, "conv": _conv_decoder}
+
+
+def build_autoencoder(model_config: ml_collections.ConfigDict,
+                      input_shape: Sequence[int]) -> AutoEncoder:
+  """Builds the AutoEncoder named by `model.encoder` / `model.decoder` for inputs [B, *input_shape].
+
+  `model.decoder` may be empty, meaning "the same family as the encoder".
+  """
+  decoder_name = model_config.get("decoder") or model_config.encoder
+  for kind, name, registry in (("encoder", model_config.encoder, ENCODERS),
+                               ("decoder", decoder_name, DECODERS)):
+    if name not in registry:
+      raise ValueError(
+          f"Unknown model.{kind} {name!r}; choose one of {sorted(registry)}.")
+  return AutoEncoder(ENCODERS[model_config.encoder](model_config, input_shape),
+                     DECODERS[decoder_name](model_config, input_shape))
+
+
+__all__ = [
+    "AutoEncoder", "BernoulliConvDecoder", "BernoulliMLPDecoder", "DECODERS", "ENCODERS",
+    "GaussianConvEncoder", "GaussianMLPEncoder", "build_autoencoder", "reparameterize",
+    "sample_prior", "soft_clamp",
+]

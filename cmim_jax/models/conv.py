@@ -1,0 +1,52 @@
+"""Small convolutional Gaussian encoder and Bernoulli decoder for 28x28 images."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+
+from cmim_jax.models.gaussian import soft_clamp
+
+
+class GaussianConvEncoder(nn.Module):
+  """x [B, H, W, C] -> (mu [B, D], logvar [B, D]); two stride-2 convolutions then a dense layer."""
+
+  latent_dim: int
+  features: Sequence[int] = (32, 64)
+  dense_size: int = 256
+  logvar_min: float = -8.0
+  logvar_max: float = 4.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    h = x
+    for width in self.features:
+      h = nn.gelu(nn.Conv(width, (3, 3), strides=(2, 2))(h))
+    h = nn.gelu(nn.Dense(self.dense_size)(h.reshape((h.shape[0], -1))))
+    mu = nn.Dense(self.latent_dim, name="mu")(h)
+    logvar = nn.Dense(self.latent_dim, name="logvar")(h)
+    return mu, soft_clamp(logvar, self.logvar_min, self.logvar_max)
+
+
+class BernoulliConvDecoder(nn.Module):
+  """z [B, D] -> (logits [B, H, W, C], hidden [B, H/2 * W/2 * features[-1]]).
+
+  A dense layer to a (H/4, W/4) map, two stride-2 transposed convolutions; the second one is the
+  output layer, so `hidden` is the flattened (H/2, W/2) feature map that feeds it.
+  """
+
+  output_shape: Sequence[int]
+  features: Sequence[int] = (64, 32)
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> tuple[jax.Array, jax.Array]:
+    height, width, channels = self.output_shape
+    if height % 4 or width % 4:
+      raise ValueError(f"The conv decoder needs H and W divisible by 4, got {height}x{width}.")
+    h = nn.gelu(nn.Dense(height // 4 * width // 4 * self.features[0])(z))
+    h = h.reshape((z.shape[0], height // 4, width // 4, self.features[0]))
+    h = nn.gelu(nn.ConvTranspose(self.features[1], (3, 3), strides=(2, 2))(h))
+    logits = nn.ConvTranspose(channels, (3, 3), strides=(2, 2), name="logits")(h)
+    return logits, h.reshape((z.shape[0], -1))

@@ -1,0 +1,29 @@
+"""Helpers shared by Gaussian encoders q(z|x) and the prior P(z) = N(0, I)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def soft_clamp(x: jax.Array, low: float, high: float) -> jax.Array:
+  """Smoothly limits `x` to (low, high): identity well inside, softplus-saturating at the edges.
+
+  Unlike `jnp.clip`, the gradient never becomes exactly zero, so a posterior pushed against a bound
+  can still move back.
+  """
+  if not low < high:
+    raise ValueError(f"soft_clamp needs low < high, got low={low}, high={high}.")
+  x = high - jax.nn.softplus(high - x)
+  return low + jax.nn.softplus(x - low)
+
+
+def reparameterize(key: jax.Array, mu: jax.Array, logvar: jax.Array) -> jax.Array:
+  """Samples z = mu + exp(logvar / 2) * eps, eps ~ N(0, I). [B, D] -> [B, D]."""
+  eps = jax.random.normal(key, mu.shape, dtype=mu.dtype)
+  return mu + jnp.exp(0.5 * logvar) * eps
+
+
+def sample_prior(key: jax.Array, num_samples: int, latent_dim: int) -> jax.Array:
+  """Samples the prior P(z) = N(0, I): returns [num_samples, latent_dim]."""
+  return jax.random.normal(key, (num_samples, latent_dim))

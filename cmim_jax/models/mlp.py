@@ -1,0 +1,48 @@
+"""MLP Gaussian encoder q(z|x) and Bernoulli decoder p(x|z) for images."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cmim_jax.models.gaussian import soft_clamp
+
+
+class GaussianMLPEncoder(nn.Module):
+  """x [B, ...] -> (mu [B, D], logvar [B, D]), logvar soft-clamped to [logvar_min, logvar_max]."""
+
+  latent_dim: int
+  hidden_sizes: Sequence[int] = (512, 512)
+  logvar_min: float = -8.0
+  logvar_max: float = 4.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    h = x.reshape((x.shape[0], -1))
+    for width in self.hidden_sizes:
+      h = nn.gelu(nn.Dense(width)(h))
+    mu = nn.Dense(self.latent_dim, name="mu")(h)
+    logvar = nn.Dense(self.latent_dim, name="logvar")(h)
+    return mu, soft_clamp(logvar, self.logvar_min, self.logvar_max)
+
+
+class BernoulliMLPDecoder(nn.Module):
+  """z [B, D] -> (logits [B, *output_shape], hidden [B, hidden_sizes[-1]]).
+
+  `hidden` is the activation right before the output layer: the informative embedding.
+  """
+
+  output_shape: Sequence[int]
+  hidden_sizes: Sequence[int] = (512, 512)
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> tuple[jax.Array, jax.Array]:
+    hidden = z
+    for width in self.hidden_sizes:
+      hidden = nn.gelu(nn.Dense(width)(hidden))
+    logits = nn.Dense(int(np.prod(self.output_shape)), name="logits")(hidden)
+    return logits.reshape((z.shape[0], *self.output_shape)), hidden
