@@ -14,16 +14,22 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from cmim_jax import objectives
 from cmim_jax import sharding as sharding_lib
 
 
-def _embed_batch(model, params, images):
-  x = images.astype(jnp.float32) / 255.0
+def embed_batch(model, params, x: jax.Array) -> dict[str, jax.Array]:
+  """Embeds model inputs x [B, ...]: mean [B, D], informative [B, H], reconstruction_nll [B].
+
+  The informative embedding is the decoder's `hidden` at z = mu(x) (teacher-forced with x for
+  autoregressive decoders); reconstruction_nll is -log p(x | z = mu(x)).
+  """
   mu, _ = model.apply({"params": params}, x, method="encode")
-  logits, hidden = model.apply({"params": params}, mu, method="decode")
-  return dict(mean=mu, informative=hidden.reshape((hidden.shape[0], -1)),
-              reconstruction_nll=-objectives.bernoulli_log_likelihood(logits, x))
+  out = model.apply({"params": params}, mu, x, method="reconstruct")
+  return dict(mean=mu, informative=out["hidden"], reconstruction_nll=-out["log_px"])
+
+
+def _embed_images(model, params, images):
+  return embed_batch(model, params, images.astype(jnp.float32) / 255.0)
 
 
 def embed_images(model, params, images: np.ndarray, mesh: Mesh,
@@ -36,7 +42,7 @@ def embed_images(model, params, images: np.ndarray, mesh: Mesh,
   """
   num_devices = mesh.devices.size
   batch_size = max(num_devices, batch_size // num_devices * num_devices)
-  embed = jax.jit(functools.partial(_embed_batch, model),
+  embed = jax.jit(functools.partial(_embed_images, model),
                   in_shardings=(sharding_lib.replicated(mesh), sharding_lib.batch_sharded(mesh)),
                   out_shardings=sharding_lib.replicated(mesh))
   num_examples = len(images)

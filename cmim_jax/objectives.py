@@ -13,7 +13,6 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 from cmim_jax import losses
 
@@ -53,19 +52,9 @@ def get_method(name: str) -> Method:
   return METHODS[name]
 
 
-def bernoulli_log_likelihood(logits: jax.Array, x: jax.Array) -> jax.Array:
-  """log p(x|z) for independent Bernoulli pixels with `logits`: [B, ...] x2 -> [B].
-
-  Targets in [0, 1] (continuous values give the usual cross-entropy "likelihood").
-  """
-  log_probs = -optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32), x)
-  return jnp.sum(log_probs.reshape((x.shape[0], -1)), axis=-1)
-
-
 def _reconstruct(model, params, x, key):
   outputs = model.apply({"params": params}, x, key)
-  log_px = bernoulli_log_likelihood(outputs["logits"], x)
-  return outputs, log_px
+  return outputs, outputs["log_px"]
 
 
 def _contrastive_term(outputs, cfg, denominator):

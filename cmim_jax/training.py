@@ -21,11 +21,10 @@ import tqdm
 from absl import logging
 from flax.training import train_state as train_state_lib
 from jax.sharding import Mesh
-from sklearn.neighbors import KNeighborsClassifier
 
-from cmim_jax import checkpointing, embeddings, metric_writers, models, objectives
+from cmim_jax import checkpointing, metric_writers, objectives, tasks
 from cmim_jax import sharding as sharding_lib
-from cmim_jax.data import batching, mnist
+from cmim_jax.data import batching
 
 TrainState = train_state_lib.TrainState
 TrainStep = Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]
@@ -41,26 +40,18 @@ def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTra
                      optax.adam(train_config.learning_rate))
 
 
-def preprocess_images(images: jax.Array, key: jax.Array, binarize: bool) -> jax.Array:
-  """uint8 [B, H, W, C] -> float32 pixels in [0, 1], dynamically binarised when asked."""
-  x = images.astype(jnp.float32) / 255.0
-  if binarize:
-    x = jax.random.bernoulli(key, x).astype(jnp.float32)
-  return x
-
-
-def create_train_state(model, tx, input_shape, key: jax.Array, mesh: Mesh) -> TrainState:
+def create_train_state(model, tx, example_input: np.ndarray, key: jax.Array,
+                       mesh: Mesh) -> TrainState:
   """Initialises parameters and optimiser state directly in their (replicated) shardings."""
   def init(key):
     init_key, sample_key = jax.random.split(key)
-    dummy = jnp.zeros((2, *input_shape), jnp.float32)
-    params = model.init(init_key, dummy, sample_key)["params"]
+    params = model.init(init_key, jnp.asarray(example_input), sample_key)["params"]
     return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
   return jax.jit(init, out_shardings=sharding_lib.replicated(mesh))(key)
 
 
-def make_train_step(model, method: objectives.Method, config: ml_collections.ConfigDict,
-                    mesh: Mesh) -> TrainStep:
+def make_train_step(model, method: objectives.Method, task: tasks.Task,
+                    config: ml_collections.ConfigDict, mesh: Mesh) -> TrainStep:
   """Builds `train_step(state, batch, key) -> (state, metrics)`, jitted over `mesh`.
 
   The state is replicated and donated; the batch is sharded on its leading axis. The step's
@@ -68,8 +59,8 @@ def make_train_step(model, method: objectives.Method, config: ml_collections.Con
   """
   def train_step(state: TrainState, batch: dict, key: jax.Array):
     step_key = jax.random.fold_in(key, state.step)
-    binarize_key, loss_key = jax.random.split(step_key)
-    x = preprocess_images(batch["image"], binarize_key, config.data.binarize)
+    preprocess_key, loss_key = jax.random.split(step_key)
+    x = task.preprocess(batch, preprocess_key)
 
     def loss_fn(params):
       return method.loss_fn(model, params, x, loss_key, config.loss)
@@ -94,23 +85,6 @@ def _is_main_process() -> bool:
   return jax.process_index() == 0
 
 
-def evaluate(model, params, dataset: mnist.ImageDataset, mesh: Mesh,
-             config: ml_collections.ConfigDict) -> dict[str, float]:
-  """Test-set reconstruction loss and KNN accuracy of the mean encoding (fit on train, score test).
-
-  The reconstruction loss is -log p(x|z=mu(x)) in nats per image, pixels in [0, 1] as targets.
-  """
-  batch_size = config.eval.batch_size
-  train = embeddings.embed_images(model, params, dataset.train_images, mesh, batch_size)
-  test = embeddings.embed_images(model, params, dataset.test_images, mesh, batch_size)
-  knn = KNeighborsClassifier(n_neighbors=config.eval.knn_k)
-  knn.fit(train["mean"], dataset.train_labels)
-  return {
-      "test_reconstruction_loss": float(np.mean(test["reconstruction_nll"])),
-      f"knn{config.eval.knn_k}_accuracy_mean": float(knn.score(test["mean"], dataset.test_labels)),
-  }
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                        devices=None) -> dict[str, Any]:
   """Trains `config.loss.method` on `config.data.name`, checkpointing and logging into `workdir`.
@@ -127,16 +101,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   sharding_lib.check_batch_size(config.data.batch_size, mesh)
 
   # Input: the training set lives on the devices; batches are gathered there.
-  dataset = mnist.load_image_dataset(config.data)
-  batcher = batching.DeviceBatcher({"image": dataset.train_images}, config.data.batch_size, mesh,
-                                   seed=config.seed)
-  input_shape = dataset.train_images.shape[1:]
-
-  # Model, method, optimiser and state.
-  model = models.build_autoencoder(config.model, input_shape)
   method = objectives.get_method(config.loss.method)
+  task = tasks.build_task(config)
+  batcher = batching.DeviceBatcher(task.train_arrays, config.data.batch_size, mesh,
+                                   seed=config.seed)
+
+  # Model, optimiser and state.
+  model = task.build_model(config.model)
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
-  state = create_train_state(model, make_optimizer(config.train), input_shape, init_key, mesh)
+  state = create_train_state(model, make_optimizer(config.train), task.example_input, init_key,
+                             mesh)
   logging.info("Parameters: %d", sum(p.size for p in jax.tree.leaves(state.params)))
 
   # Checkpoints: resume from the latest one when present.
@@ -146,7 +120,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     state = checkpointer.restore_state(checkpointing.abstract_like(state), start_step)
     logging.info("Resumed from the checkpoint of step %d.", start_step)
 
-  train_step = make_train_step(model, method, config, mesh)
+  train_step = make_train_step(model, method, task, config, mesh)
   writer = metric_writers.MetricWriter(workdir, start_step, enabled=_is_main_process())
   num_steps = config.train.num_steps
   totals, count, interval_start = None, 0, time.perf_counter()
@@ -186,8 +160,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   writer.close()
 
   # Evaluation on the test set.
-  summary = {"step": num_steps, "method": config.loss.method, "data_source": dataset.source,
-             **evaluate(model, state.params, dataset, mesh, config)}
+  summary = {"step": num_steps, "method": config.loss.method, "data_source": task.source,
+             **task.evaluate(model, state.params, mesh)}
   if _is_main_process():
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
   logging.info("Summary: %s", json.dumps(summary))

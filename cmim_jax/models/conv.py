@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 
 from cmim_jax.models.gaussian import soft_clamp
+from cmim_jax.models.likelihoods import bernoulli_log_likelihood
 
 
 class GaussianConvEncoder(nn.Module):
@@ -40,8 +41,11 @@ class BernoulliConvDecoder(nn.Module):
   output_shape: Sequence[int]
   features: Sequence[int] = (64, 32)
 
+  log_likelihood = staticmethod(bernoulli_log_likelihood)
+
   @nn.compact
-  def __call__(self, z: jax.Array) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, z: jax.Array, x: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    del x  # Not autoregressive: the output depends on z alone.
     height, width, channels = self.output_shape
     if height % 4 or width % 4:
       raise ValueError(f"The conv decoder needs H and W divisible by 4, got {height}x{width}.")

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cmim_jax.models.gaussian import soft_clamp
+from cmim_jax.models.likelihoods import bernoulli_log_likelihood
 
 
 class GaussianMLPEncoder(nn.Module):
@@ -39,8 +40,11 @@ class BernoulliMLPDecoder(nn.Module):
   output_shape: Sequence[int]
   hidden_sizes: Sequence[int] = (512, 512)
 
+  log_likelihood = staticmethod(bernoulli_log_likelihood)
+
   @nn.compact
-  def __call__(self, z: jax.Array) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, z: jax.Array, x: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    del x  # Not autoregressive: the output depends on z alone.
     hidden = z
     for width in self.hidden_sizes:
       hidden = nn.gelu(nn.Dense(width)(hidden))

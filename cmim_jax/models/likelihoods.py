@@ -1,0 +1,16 @@
+"""Decoder likelihoods log p(x|z), one per output type."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def bernoulli_log_likelihood(logits: jax.Array, x: jax.Array) -> jax.Array:
+  """log p(x|z) for independent Bernoulli pixels with `logits`: [B, ...] x2 -> [B].
+
+  Targets in [0, 1]; continuous intensities give the usual cross-entropy "likelihood".
+  """
+  log_probs = -optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32), x)
+  return jnp.sum(log_probs.reshape((x.shape[0], -1)), axis=-1)

@@ -1,0 +1,58 @@
+"""Labelled image tasks (MNIST-like): Bernoulli pixels, KNN accuracy of the mean encoding."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+from sklearn.neighbors import KNeighborsClassifier
+
+from cmim_jax import embeddings, models
+from cmim_jax.data import mnist
+from cmim_jax.tasks.base import Task
+
+IMAGE_DATASETS = tuple(mnist.SPECS)
+
+
+def preprocess_images(images: jax.Array, key: jax.Array, binarize: bool) -> jax.Array:
+  """uint8 [B, H, W, C] -> float32 pixels in [0, 1], dynamically binarised when asked."""
+  x = images.astype(jnp.float32) / 255.0
+  if binarize:
+    x = jax.random.bernoulli(key, x).astype(jnp.float32)
+  return x
+
+
+class ImageTask(Task):
+  """An MNIST-like data set; inputs are images [B, H, W, C] with pixels in [0, 1]."""
+
+  def __init__(self, dataset: mnist.ImageDataset, config: ml_collections.ConfigDict):
+    self.dataset = dataset
+    self.source = dataset.source
+    self._binarize = config.data.binarize
+    self._eval_config = config.eval
+    self.train_arrays = {"image": dataset.train_images}
+    self.example_input = np.zeros((2, *dataset.train_images.shape[1:]), np.float32)
+
+  def build_model(self, model_config):
+    return models.build_autoencoder(model_config, self.dataset.train_images.shape[1:])
+
+  def preprocess(self, batch, key):
+    return preprocess_images(batch["image"], key, self._binarize)
+
+  def evaluate(self, model, params, mesh: Mesh) -> dict[str, float]:
+    """Test reconstruction loss -log p(x|z=mu) (nats/image, pixels in [0, 1] as targets) and the
+    KNN accuracy of the mean encoding (fit on train, scored on test)."""
+    batch_size, k = self._eval_config.batch_size, self._eval_config.knn_k
+    train = embeddings.embed_images(model, params, self.dataset.train_images, mesh, batch_size)
+    test = embeddings.embed_images(model, params, self.dataset.test_images, mesh, batch_size)
+    knn = KNeighborsClassifier(n_neighbors=k).fit(train["mean"], self.dataset.train_labels)
+    return {
+        "test_reconstruction_loss": float(np.mean(test["reconstruction_nll"])),
+        f"knn{k}_accuracy_mean": float(knn.score(test["mean"], self.dataset.test_labels)),
+    }
+
+
+def build_image_task(config: ml_collections.ConfigDict) -> ImageTask:
+  return ImageTask(mnist.load_image_dataset(config.data), config)

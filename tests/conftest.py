@@ -1,0 +1,70 @@
+"""Shared fixtures. Tests run on 8 simulated CPU devices so sharding is exercised everywhere."""
+
+import os
+
+# Must happen before jax is imported anywhere.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pathlib  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+import numpy as np
+import pytest
+
+from cmim_jax.data.idx import write_idx
+from experiments.configs import mnist as mnist_config
+
+SHARED_DATA = pathlib.Path(os.environ.get(
+    "CMIM_SHARED_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def shared_data_path(relative: str) -> pathlib.Path:
+  """A file under ../shared/data, or a pytest skip naming what is missing."""
+  path = SHARED_DATA / relative
+  if not path.exists():
+    pytest.skip(f"{path} is absent (shared datasets are only on developer and CI machines; "
+                "set CMIM_SHARED_DATA to their folder).")
+  return path
+
+
+def make_synthetic_digits(num: int, seed: int, image_size: int = 28):
+  """uint8 images [num, S, S] of 10 classes (a bright bar whose position is the class) + noise."""
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, 10, num).astype(np.uint8)
+  images = rng.integers(0, 60, (num, image_size, image_size)).astype(np.uint8)
+  for i, label in enumerate(labels):
+    row = 2 + 2 * int(label)
+    images[i, row:row + 3, 4:24] = 255
+  return images, labels
+
+
+def write_synthetic_mnist(folder: pathlib.Path, num_train: int = 512, num_test: int = 128):
+  folder.mkdir(parents=True, exist_ok=True)
+  for prefix, num, seed in (("train", num_train, 0), ("t10k", num_test, 1)):
+    images, labels = make_synthetic_digits(num, seed)
+    write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+    write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+  return folder
+
+
+@pytest.fixture(scope="session")
+def synthetic_mnist_dir(tmp_path_factory) -> pathlib.Path:
+  """A folder with the four MNIST IDX files holding small synthetic digits."""
+  return write_synthetic_mnist(tmp_path_factory.mktemp("synthetic_mnist"))
+
+
+@pytest.fixture
+def tiny_config(synthetic_mnist_dir):
+  """The MNIST config shrunk to seconds: synthetic data, a small MLP, a few steps."""
+  config = mnist_config.get_config()
+  config.data.data_dir = str(synthetic_mnist_dir)
+  config.data.allow_fallback = False
+  config.data.batch_size = 32
+  config.model.hidden_sizes = (64,)
+  config.model.latent_dim = 8
+  config.train.num_steps = 6
+  config.train.log_every_steps = 2
+  config.checkpoint.every_steps = 3
+  config.eval.batch_size = 64
+  return config
