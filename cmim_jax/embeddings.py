@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
@@ -28,27 +27,21 @@ def embed_batch(model, params, x: jax.Array) -> dict[str, jax.Array]:
   return dict(mean=mu, informative=out["hidden"], reconstruction_nll=-out["log_px"])
 
 
-def _embed_images(model, params, images):
-  return embed_batch(model, params, images.astype(jnp.float32) / 255.0)
-
-
-def embed_images(model, params, images: np.ndarray, mesh: Mesh,
+def embed_inputs(model, params, inputs: np.ndarray, mesh: Mesh,
                  batch_size: int = 1000) -> dict[str, np.ndarray]:
-  """Embeds uint8 images [N, H, W, C].
+  """Embeds preprocessed model inputs [N, ...] (e.g. pixels in [0, 1]) in fixed-size batches.
 
   Returns:
-    mean [N, D], informative [N, H], reconstruction_nll [N] (-log p(x|z=mu), pixels in [0, 1] as
-    targets), as host arrays.
+    mean [N, D], informative [N, H], reconstruction_nll [N] as host arrays.
   """
   num_devices = mesh.devices.size
   batch_size = max(num_devices, batch_size // num_devices * num_devices)
-  embed = jax.jit(functools.partial(_embed_images, model),
+  embed = jax.jit(functools.partial(embed_batch, model),
                   in_shardings=(sharding_lib.replicated(mesh), sharding_lib.batch_sharded(mesh)),
                   out_shardings=sharding_lib.replicated(mesh))
-  num_examples = len(images)
   chunks = []
-  for start in range(0, num_examples, batch_size):
-    batch = images[start:start + batch_size]
+  for start in range(0, len(inputs), batch_size):
+    batch = inputs[start:start + batch_size]
     padding = batch_size - len(batch)  # Pad the last batch so every call has one shape.
     if padding:
       batch = np.concatenate([batch, np.zeros((padding, *batch.shape[1:]), batch.dtype)])

@@ -34,3 +34,21 @@ class Task(abc.ABC):
   @abc.abstractmethod
   def evaluate(self, model, params, mesh: Mesh) -> dict[str, float]:
     """End-of-run metrics on held-out data (written to summary.json)."""
+
+  @property
+  @abc.abstractmethod
+  def embedding_splits(self) -> tuple[str, ...]:
+    """Names of the splits `embedding_inputs` serves, e.g. ("train", "test") or ("all",)."""
+
+  @abc.abstractmethod
+  def embedding_inputs(self, split: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Deterministic model inputs of `split` and their annotations, for embedding and probing.
+
+    Returns:
+      inputs: host array [N, ...], already preprocessed (no randomness), ready for
+        `cmim_jax.embeddings.embed_batch`.
+      annotations: {"labels": int [N]} for classification or {"targets": float [N, T]} for
+        regression; data sets without a fixed train/test split add any number of
+        "split_<scheme>" int8 [N] arrays (0 = train, 1 = valid, 2 = test), e.g. "split_random0",
+        "split_scaffold", and the probes average over the schemes.
+    """

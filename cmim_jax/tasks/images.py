@@ -41,16 +41,30 @@ class ImageTask(Task):
   def preprocess(self, batch, key):
     return preprocess_images(batch["image"], key, self._binarize)
 
+  embedding_splits = ("train", "test")
+
+  def embedding_inputs(self, split: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Pixels in [0, 1] (not binarised) [N, H, W, C] and {"labels": [N]}."""
+    if split not in self.embedding_splits:
+      raise ValueError(f"Unknown split {split!r}; choose from {self.embedding_splits}.")
+    images, labels = ((self.dataset.train_images, self.dataset.train_labels) if split == "train"
+                      else (self.dataset.test_images, self.dataset.test_labels))
+    return images.astype(np.float32) / 255.0, {"labels": labels}
+
   def evaluate(self, model, params, mesh: Mesh) -> dict[str, float]:
     """Test reconstruction loss -log p(x|z=mu) (nats/image, pixels in [0, 1] as targets) and the
     KNN accuracy of the mean encoding (fit on train, scored on test)."""
     batch_size, k = self._eval_config.batch_size, self._eval_config.knn_k
-    train = embeddings.embed_images(model, params, self.dataset.train_images, mesh, batch_size)
-    test = embeddings.embed_images(model, params, self.dataset.test_images, mesh, batch_size)
-    knn = KNeighborsClassifier(n_neighbors=k).fit(train["mean"], self.dataset.train_labels)
+    embedded = {}
+    for split in self.embedding_splits:
+      inputs, annotations = self.embedding_inputs(split)
+      embedded[split] = (embeddings.embed_inputs(model, params, inputs, mesh, batch_size),
+                         annotations["labels"])
+    (train, train_labels), (test, test_labels) = embedded["train"], embedded["test"]
+    knn = KNeighborsClassifier(n_neighbors=k).fit(train["mean"], train_labels)
     return {
         "test_reconstruction_loss": float(np.mean(test["reconstruction_nll"])),
-        f"knn{k}_accuracy_mean": float(knn.score(test["mean"], self.dataset.test_labels)),
+        f"knn{k}_accuracy_mean": float(knn.score(test["mean"], test_labels)),
     }
 
 

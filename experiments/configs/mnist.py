@@ -42,7 +42,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.loss.contrastive_weight = 1.0
 
   config.train = ml_collections.ConfigDict()
-  config.train.num_steps = 6000
+  config.train.num_steps = 10000
   config.train.learning_rate = 1e-3
   config.train.grad_clip_norm = 1000.0  # Guards against spikes only; Adam is scale-free.
   config.train.log_every_steps = 100

@@ -1,0 +1,79 @@
+"""Transformer building blocks shared by the Perceiver encoders and decoders (images and SMILES).
+
+All blocks are pre-LayerNorm residual blocks. Shapes: B = batch, N = tokens, K = latents,
+C = width.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class MlpBlock(nn.Module):
+  """x [..., C] -> [..., C]: Dense(mlp_ratio * C), GELU, Dense(C)."""
+
+  mlp_ratio: int = 4
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    width = x.shape[-1]
+    return nn.Dense(width)(nn.gelu(nn.Dense(self.mlp_ratio * width)(x)))
+
+
+class CrossAttentionBlock(nn.Module):
+  """Queries [B, K, C] attend to inputs [B, N, C_in] (padding masked by `input_mask` [B, N]).
+
+  Returns [B, K, C]: queries + attention, then + MLP.
+  """
+
+  num_heads: int = 4
+  mlp_ratio: int = 4
+
+  @nn.compact
+  def __call__(self, queries: jax.Array, inputs: jax.Array,
+               input_mask: jax.Array | None = None) -> jax.Array:
+    mask = None if input_mask is None else input_mask[:, None, None, :]
+    attended = nn.MultiHeadDotProductAttention(
+        num_heads=self.num_heads, qkv_features=queries.shape[-1], out_features=queries.shape[-1])(
+            nn.LayerNorm()(queries), nn.LayerNorm()(inputs), mask=mask)
+    x = queries + attended
+    return x + MlpBlock(self.mlp_ratio)(nn.LayerNorm()(x))
+
+
+class SelfAttentionBlock(nn.Module):
+  """x [B, N, C] -> [B, N, C]; `mask` is a boolean [B, 1|heads, N, N] attention mask or None."""
+
+  num_heads: int = 4
+  mlp_ratio: int = 4
+
+  @nn.compact
+  def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    x = x + nn.MultiHeadDotProductAttention(num_heads=self.num_heads)(
+        nn.LayerNorm()(x), mask=mask)
+    return x + MlpBlock(self.mlp_ratio)(nn.LayerNorm()(x))
+
+
+class PerceiverCore(nn.Module):
+  """Perceiver: K learned latent queries cross-attend to the inputs, then self-attend.
+
+  inputs [B, N, C_in] (already embedded, with positions), input_mask [B, N] or None
+  -> latents [B, K, latent_width].
+  """
+
+  num_latents: int = 16
+  latent_width: int = 128
+  num_heads: int = 4
+  num_self_attention_layers: int = 2
+  mlp_ratio: int = 4
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array, input_mask: jax.Array | None = None) -> jax.Array:
+    latents = self.param("latent_queries", nn.initializers.normal(0.02),
+                         (self.num_latents, self.latent_width))
+    x = jnp.broadcast_to(latents, (inputs.shape[0], *latents.shape)).astype(inputs.dtype)
+    x = CrossAttentionBlock(self.num_heads, self.mlp_ratio)(x, inputs, input_mask)
+    for _ in range(self.num_self_attention_layers):
+      x = SelfAttentionBlock(self.num_heads, self.mlp_ratio)(x)
+    return nn.LayerNorm()(x)
