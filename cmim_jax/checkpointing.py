@@ -34,9 +34,10 @@ class Checkpointer:
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config.to_dict())))
 
-  def restore_state(self, abstract_state: Any, step: int | None = None) -> Any:
+  def restore_state(self, abstract_state: Any = None, step: int | None = None) -> Any:
     """Restores the state at `step` (default: latest) into the structure and shardings of
-    `abstract_state` (a pytree of `jax.ShapeDtypeStruct`, e.g. from `jax.eval_shape`)."""
+    `abstract_state` (a pytree of `jax.ShapeDtypeStruct`, e.g. from `jax.eval_shape`); without
+    one, as saved (nested dicts of arrays)."""
     step = self.latest_step() if step is None else step
     restored = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state)))

@@ -67,7 +67,7 @@ def make_train_step(model, method: objectives.Method, task: tasks.Task,
 
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads)
-    metrics = dict(loss=loss, grad_norm=optax.global_norm(grads), **terms)
+    metrics = dict(loss=loss, grad_norm=optax.tree.norm(grads), **terms)
     return state, metrics
 
   replicated = sharding_lib.replicated(mesh)

@@ -9,13 +9,14 @@ import jax.numpy as jnp
 def soft_clamp(x: jax.Array, low: float, high: float) -> jax.Array:
   """Smoothly limits `x` to (low, high): identity well inside, softplus-saturating at the edges.
 
-  Unlike `jnp.clip`, the gradient never becomes exactly zero, so a posterior pushed against a bound
-  can still move back.
+  Unlike a hard clip, the gradient stays positive near the bounds, so a posterior pushed against
+  one can still move back. The final clip only removes the softplus tails' float overshoot
+  (about exp(-(high - low))).
   """
   if not low < high:
     raise ValueError(f"soft_clamp needs low < high, got low={low}, high={high}.")
   x = high - jax.nn.softplus(high - x)
-  return low + jax.nn.softplus(x - low)
+  return jnp.clip(low + jax.nn.softplus(x - low), low, high)
 
 
 def reparameterize(key: jax.Array, mu: jax.Array, logvar: jax.Array) -> jax.Array:
