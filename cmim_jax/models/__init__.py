@@ -9,7 +9,7 @@ import ml_collections
 from cmim_jax.models.autoencoder import AutoEncoder
 from cmim_jax.models.conv import BernoulliConvDecoder, GaussianConvEncoder
 from cmim_jax.models.gaussian import reparameterize, sample_prior, soft_clamp
-from cmim_jax.models.mlp import BernoulliMLPDecoder, GaussianMLPEncoder
+from cmim_jax.models.mlp import BernoulliMLPDecoder, GaussianMLPDecoder, GaussianMLPEncoder
 
 
 def _mlp_encoder(cfg, input_shape):
@@ -19,6 +19,11 @@ def _mlp_encoder(cfg, input_shape):
 
 def _mlp_decoder(cfg, input_shape):
   return BernoulliMLPDecoder(tuple(input_shape), tuple(cfg.hidden_sizes)[::-1])
+
+
+def _mlp_gaussian_decoder(cfg, input_shape):
+  return GaussianMLPDecoder(tuple(input_shape), tuple(cfg.hidden_sizes)[::-1], cfg.logvar_min,
+                            cfg.logvar_max)
 
 
 def _conv_encoder(cfg, input_shape):
@@ -32,7 +37,7 @@ def _conv_decoder(cfg, input_shape):
 
 
 ENCODERS = {"mlp": _mlp_encoder, "conv": _conv_encoder}
-DECODERS = {"mlp": _mlp_decoder, "conv": _conv_decoder}
+DECODERS = {"mlp": _mlp_decoder, "mlp_gaussian": _mlp_gaussian_decoder, "conv": _conv_decoder}
 
 
 def build_autoencoder(model_config: ml_collections.ConfigDict,
@@ -53,6 +58,6 @@ def build_autoencoder(model_config: ml_collections.ConfigDict,
 
 __all__ = [
     "AutoEncoder", "BernoulliConvDecoder", "BernoulliMLPDecoder", "DECODERS", "ENCODERS",
-    "GaussianConvEncoder", "GaussianMLPEncoder", "build_autoencoder", "reparameterize",
-    "sample_prior", "soft_clamp",
+    "GaussianConvEncoder", "GaussianMLPDecoder", "GaussianMLPEncoder", "build_autoencoder",
+    "reparameterize", "sample_prior", "soft_clamp",
 ]

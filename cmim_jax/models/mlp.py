@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cmim_jax.models.gaussian import soft_clamp
-from cmim_jax.models.likelihoods import bernoulli_log_likelihood
+from cmim_jax.models.likelihoods import bernoulli_log_likelihood, gaussian_log_likelihood
 
 
 class GaussianMLPEncoder(nn.Module):
@@ -50,3 +50,30 @@ class BernoulliMLPDecoder(nn.Module):
       hidden = nn.gelu(nn.Dense(width)(hidden))
     logits = nn.Dense(int(np.prod(self.output_shape)), name="logits")(hidden)
     return logits.reshape((z.shape[0], *self.output_shape)), hidden
+
+
+class GaussianMLPDecoder(nn.Module):
+  """z [B, D] -> (params [B, 2, *output_shape] = (mean, logvar), hidden [B, hidden_sizes[-1]]).
+
+  For real-valued data (e.g. the 2-D toy). The observation log-variance is predicted per example
+  and soft-clamped like the encoder's.
+  """
+
+  output_shape: Sequence[int]
+  hidden_sizes: Sequence[int] = (512, 512)
+  logvar_min: float = -8.0
+  logvar_max: float = 4.0
+
+  log_likelihood = staticmethod(gaussian_log_likelihood)
+
+  @nn.compact
+  def __call__(self, z: jax.Array, x: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    del x  # Not autoregressive: the output depends on z alone.
+    hidden = z
+    for width in self.hidden_sizes:
+      hidden = nn.gelu(nn.Dense(width)(hidden))
+    size = int(np.prod(self.output_shape))
+    mean = nn.Dense(size, name="mean")(hidden)
+    logvar = soft_clamp(nn.Dense(size, name="logvar")(hidden), self.logvar_min, self.logvar_max)
+    params = jnp.stack([mean, logvar], axis=1)
+    return params.reshape((z.shape[0], 2, *self.output_shape)), hidden
