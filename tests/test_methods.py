@@ -155,6 +155,7 @@ def test_infonce_end_to_end_reports_no_reconstruction_loss(tiny_config, tmp_path
   tiny_config.loss.method = "infonce"
   tiny_config.loss.projection_hidden = 16
   tiny_config.loss.projection_dim = 8
+  tiny_config.train.num_steps = tiny_config.checkpoint.every_steps = 2
   summary = training.train_and_evaluate(tiny_config, tmp_path)
   assert summary["method"] == "infonce"
   assert "test_reconstruction_loss" not in summary
