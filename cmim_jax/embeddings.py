@@ -20,9 +20,12 @@ def embed_batch(model, params, x: jax.Array) -> dict[str, jax.Array]:
   """Embeds model inputs x [B, ...]: mean [B, D], informative [B, H], reconstruction_nll [B].
 
   The informative embedding is the decoder's `hidden` at z = mu(x) (teacher-forced with x for
-  autoregressive decoders); reconstruction_nll is -log p(x | z = mu(x)).
+  autoregressive decoders); reconstruction_nll is -log p(x | z = mu(x)). An encoder-only model
+  (`model.decoder is None`, e.g. InfoNCE) has neither: only `mean` is returned.
   """
   mu, _ = model.apply({"params": params}, x, method="encode")
+  if model.decoder is None:
+    return dict(mean=mu)
   out = model.apply({"params": params}, mu, x, method="reconstruct")
   return dict(mean=mu, informative=out["hidden"], reconstruction_nll=-out["log_px"])
 
@@ -32,7 +35,8 @@ def embed_inputs(model, params, inputs: np.ndarray, mesh: Mesh,
   """Embeds preprocessed model inputs [N, ...] (e.g. pixels in [0, 1]) in fixed-size batches.
 
   Returns:
-    mean [N, D], informative [N, H], reconstruction_nll [N] as host arrays.
+    mean [N, D], informative [N, H], reconstruction_nll [N] as host arrays (only mean for an
+    encoder-only model).
   """
   num_devices = mesh.devices.size
   batch_size = max(num_devices, batch_size // num_devices * num_devices)

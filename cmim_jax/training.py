@@ -59,11 +59,12 @@ def make_train_step(model, method: objectives.Method, task: tasks.Task,
   """
   def train_step(state: TrainState, batch: dict, key: jax.Array):
     step_key = jax.random.fold_in(key, state.step)
-    preprocess_key, loss_key = jax.random.split(step_key)
+    preprocess_key, views_key, loss_key = jax.random.split(step_key, 3)
     x = task.preprocess(batch, preprocess_key)
+    views = task.views(batch, views_key, method.num_views)
 
     def loss_fn(params):
-      return method.loss_fn(model, params, x, loss_key, config.loss)
+      return method.loss_fn(model, params, x, loss_key, config.loss, views)
 
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads)
@@ -107,7 +108,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                    seed=config.seed)
 
   # Model, optimiser and state.
-  model = task.build_model(config.model)
+  model = method.build_model(task, config)
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
   state = create_train_state(model, make_optimizer(config.train), task.example_input, init_key,
                              mesh)

@@ -10,6 +10,8 @@ from cmim_jax.models.autoencoder import AutoEncoder
 from cmim_jax.models.conv import BernoulliConvDecoder, GaussianConvEncoder
 from cmim_jax.models.gaussian import reparameterize, sample_prior, soft_clamp
 from cmim_jax.models.mlp import BernoulliMLPDecoder, GaussianMLPDecoder, GaussianMLPEncoder
+from cmim_jax.models.perceiver import PerceiverImageDecoder, PerceiverImageEncoder
+from cmim_jax.models.projection import ProjectionHead
 
 
 def _mlp_encoder(cfg, input_shape):
@@ -36,8 +38,22 @@ def _conv_decoder(cfg, input_shape):
   return BernoulliConvDecoder(tuple(input_shape), tuple(cfg.conv_features)[::-1])
 
 
-ENCODERS = {"mlp": _mlp_encoder, "conv": _conv_encoder}
-DECODERS = {"mlp": _mlp_decoder, "mlp_gaussian": _mlp_gaussian_decoder, "conv": _conv_decoder}
+def _perceiver_encoder(cfg, input_shape):
+  del input_shape
+  p = cfg.perceiver
+  return PerceiverImageEncoder(cfg.latent_dim, p.patch_size, p.width, p.num_latents, p.num_heads,
+                               p.encoder_layers, p.mlp_ratio, cfg.logvar_min, cfg.logvar_max)
+
+
+def _perceiver_decoder(cfg, input_shape):
+  p = cfg.perceiver
+  return PerceiverImageDecoder(tuple(input_shape), p.patch_size, p.width, p.decoder_memory_tokens,
+                               p.num_heads, p.decoder_layers, p.mlp_ratio)
+
+
+ENCODERS = {"mlp": _mlp_encoder, "conv": _conv_encoder, "perceiver": _perceiver_encoder}
+DECODERS = {"mlp": _mlp_decoder, "mlp_gaussian": _mlp_gaussian_decoder, "conv": _conv_decoder,
+            "perceiver": _perceiver_decoder}
 
 
 def build_autoencoder(model_config: ml_collections.ConfigDict,
@@ -58,6 +74,7 @@ def build_autoencoder(model_config: ml_collections.ConfigDict,
 
 __all__ = [
     "AutoEncoder", "BernoulliConvDecoder", "BernoulliMLPDecoder", "DECODERS", "ENCODERS",
-    "GaussianConvEncoder", "GaussianMLPDecoder", "GaussianMLPEncoder", "build_autoencoder",
-    "reparameterize", "sample_prior", "soft_clamp",
+    "GaussianConvEncoder", "GaussianMLPDecoder", "GaussianMLPEncoder", "PerceiverImageDecoder",
+    "PerceiverImageEncoder", "ProjectionHead", "build_autoencoder", "reparameterize",
+    "sample_prior", "soft_clamp",
 ]

@@ -31,6 +31,20 @@ class Task(abc.ABC):
   def preprocess(self, batch: Mapping[str, jax.Array], key: jax.Array) -> jax.Array:
     """Pure, jit-traced: a gathered batch -> model inputs x [B, ...]."""
 
+  def views(self, batch: Mapping[str, jax.Array], key: jax.Array,
+            num_views: int) -> tuple[jax.Array, ...]:
+    """Pure, jit-traced: `num_views` independently augmented model inputs [B, ...] of the batch.
+
+    The positive pairs of the methods with `Method.num_views > 0` (InfoNCE). A task without data
+    augmentations serves only methods that need no views.
+    """
+    del batch, key
+    if num_views:
+      raise NotImplementedError(
+          f"{type(self).__name__} has no data augmentations, so it cannot make the {num_views} "
+          "augmented views this loss.method needs; choose a method without views (e.g. cmim).")
+    return ()
+
   @abc.abstractmethod
   def evaluate(self, model, params, mesh: Mesh) -> dict[str, float]:
     """End-of-run metrics on held-out data (written to summary.json)."""

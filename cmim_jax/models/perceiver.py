@@ -1,0 +1,116 @@
+"""Perceiver Gaussian encoder q(z|x) and Perceiver-style Bernoulli decoder p(x|z) for images.
+
+Images are cut into non-overlapping P x P patches; each patch is a token (a 28x28 image with P = 4
+gives N = 49 tokens). Shapes: B = batch, N = patches, C = width, K = latents, M = memory tokens.
+
+  encoder: patches -> Dense(C) + learned positions [N, C] -> PerceiverCore (K latent queries
+           cross-attend to the tokens, then self-attend) -> mean over the K latents -> mu, logvar.
+  decoder: z -> Dense to M memory tokens [M, C] -> self-attention on the memory -> N learned
+           per-patch output queries cross-attend to the memory -> LayerNorm -> hidden [N, C]
+           -> Dense(P*P*channels) per patch -> logits [H, W, channels].
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cmim_jax.models.attention import CrossAttentionBlock, PerceiverCore, SelfAttentionBlock
+from cmim_jax.models.gaussian import soft_clamp
+from cmim_jax.models.likelihoods import bernoulli_log_likelihood
+
+
+def _check_patch_size(image_shape: Sequence[int], patch_size: int) -> None:
+  height, width = image_shape[0], image_shape[1]
+  if patch_size < 1 or height % patch_size or width % patch_size:
+    raise ValueError(
+        f"model.perceiver.patch_size={patch_size} must divide the image size {height}x{width}; "
+        "use a divisor of both (e.g. 4 or 7 for 28x28).")
+
+
+def patchify(images: jax.Array, patch_size: int) -> jax.Array:
+  """[B, H, W, C] -> [B, (H/P)*(W/P), P*P*C], patches in row-major order."""
+  batch, height, width, channels = images.shape
+  _check_patch_size((height, width), patch_size)
+  rows, cols = height // patch_size, width // patch_size
+  patches = images.reshape(batch, rows, patch_size, cols, patch_size, channels)
+  return patches.transpose(0, 1, 3, 2, 4, 5).reshape(batch, rows * cols, -1)
+
+
+def unpatchify(patches: jax.Array, image_shape: Sequence[int], patch_size: int) -> jax.Array:
+  """The inverse of `patchify`: [B, N, P*P*C] -> [B, H, W, C] for image_shape = (H, W, C)."""
+  height, width, channels = image_shape
+  rows, cols = height // patch_size, width // patch_size
+  images = patches.reshape(patches.shape[0], rows, cols, patch_size, patch_size, channels)
+  return images.transpose(0, 1, 3, 2, 4, 5).reshape(patches.shape[0], height, width, channels)
+
+
+def _positions(module: nn.Module, name: str, num: int, width: int) -> jax.Array:
+  return module.param(name, nn.initializers.normal(0.02), (num, width))
+
+
+class PerceiverImageEncoder(nn.Module):
+  """x [B, H, W, C] -> (mu [B, D], logvar [B, D]), logvar soft-clamped to [logvar_min, logvar_max]."""
+
+  latent_dim: int
+  patch_size: int = 4
+  width: int = 64
+  num_latents: int = 16
+  num_heads: int = 4
+  num_layers: int = 2  # Self-attention blocks on the latents.
+  mlp_ratio: int = 4
+  logvar_min: float = -8.0
+  logvar_max: float = 4.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    patches = patchify(x, self.patch_size)
+    tokens = nn.Dense(self.width, name="embed")(patches)
+    tokens = tokens + _positions(self, "positions", patches.shape[1], self.width)
+    latents = PerceiverCore(self.num_latents, self.width, self.num_heads, self.num_layers,
+                            self.mlp_ratio)(tokens)
+    pooled = jnp.mean(latents, axis=1)
+    mu = nn.Dense(self.latent_dim, name="mu")(pooled)
+    logvar = nn.Dense(self.latent_dim, name="logvar")(pooled)
+    return mu, soft_clamp(logvar, self.logvar_min, self.logvar_max)
+
+
+class PerceiverImageDecoder(nn.Module):
+  """z [B, D] -> (logits [B, H, W, C], hidden [B, N * width]).
+
+  `hidden` is the LayerNormed output-query state [B, N, width] that feeds the per-patch output
+  layer, flattened patch by patch (row-major) to one vector per example: the informative
+  embedding keeps where each part of the image is, as the conv decoder's does.
+  """
+
+  output_shape: Sequence[int]
+  patch_size: int = 4
+  width: int = 64
+  num_memory_tokens: int = 16
+  num_heads: int = 4
+  num_layers: int = 1  # Self-attention blocks on the memory.
+  mlp_ratio: int = 4
+
+  log_likelihood = staticmethod(bernoulli_log_likelihood)
+
+  @nn.compact
+  def __call__(self, z: jax.Array, x: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    del x  # Not autoregressive: the output depends on z alone.
+    height, width, channels = self.output_shape
+    _check_patch_size(self.output_shape, self.patch_size)
+    num_patches = (height // self.patch_size) * (width // self.patch_size)
+    batch = z.shape[0]
+    memory = nn.Dense(self.num_memory_tokens * self.width, name="memory")(z)
+    memory = memory.reshape(batch, self.num_memory_tokens, self.width)
+    for _ in range(self.num_layers):
+      memory = SelfAttentionBlock(self.num_heads, self.mlp_ratio)(memory)
+    queries = _positions(self, "output_queries", num_patches, self.width)
+    queries = jnp.broadcast_to(queries, (batch, num_patches, self.width)).astype(memory.dtype)
+    hidden = CrossAttentionBlock(self.num_heads, self.mlp_ratio)(queries, memory)
+    hidden = nn.LayerNorm()(hidden)
+    patches = nn.Dense(self.patch_size * self.patch_size * channels, name="logits")(hidden)
+    logits = unpatchify(patches, self.output_shape, self.patch_size)
+    return logits, hidden.reshape(batch, -1)
