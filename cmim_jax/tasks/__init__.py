@@ -13,9 +13,10 @@ import ml_collections
 
 from cmim_jax.tasks.base import Task
 from cmim_jax.tasks.images import IMAGE_DATASETS, build_image_task
+from cmim_jax.tasks.molecules import MOLECULE_TASK_BUILDERS
 
 TASK_BUILDERS: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {
-    name: build_image_task for name in IMAGE_DATASETS}
+    **{name: build_image_task for name in IMAGE_DATASETS}, **MOLECULE_TASK_BUILDERS}
 
 
 def build_task(config: ml_collections.ConfigDict) -> Task:
