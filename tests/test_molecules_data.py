@@ -177,9 +177,9 @@ def test_moleculenet_download_checks_sha256(tmp_path, cache):
 
 def test_generic_csv_and_invalid_molecules(tmp_path):
   path = tmp_path / "mine.csv"
-  path.write_text("smiles,y\nCCO,1\nnot_a_smiles,2\nc1ccccc1,3\n")
+  path.write_text("smiles,y\nCCO,1\nnot_a_smiles,2\nc1ccccc1,3\nCC O,4\n")
   dataset = molecules.load_regression_set(_data_config(name="smiles_csv", csv_path=str(path)))
-  assert dataset.smiles == ["CCO", "c1ccccc1"]  # The unparsable row is dropped.
+  assert dataset.smiles == ["CCO", "c1ccccc1"]  # Unparsable and untokenizable rows are dropped.
   np.testing.assert_array_equal(dataset.targets[:, 0], [1.0, 3.0])
   path.write_text("smiles,a,b\nCCO,1,2\n")
   with pytest.raises(ValueError, match="data.target_column"):

@@ -376,10 +376,19 @@ def read_regression_csv(path: str | pathlib.Path, smiles_column: str = "smiles",
   return smiles, np.asarray(targets, np.float32)[:, None]
 
 
+def _is_tokenizable(smiles: str) -> bool:
+  try:
+    smiles_lib.tokenize(smiles)
+  except smiles_lib.TokenizeError:
+    return False
+  return True
+
+
 def _drop_invalid(smiles: list[str], targets: np.ndarray, what: str):
-  valid = np.array([is_valid_smiles(s) for s in smiles], bool)
+  valid = np.array([is_valid_smiles(s) and _is_tokenizable(s) for s in smiles], bool)
   if not valid.all():
-    logging.warning("%s: skipped %d SMILES that RDKit cannot parse.", what, int((~valid).sum()))
+    logging.warning("%s: skipped %d entries that RDKit cannot parse or that are no SMILES "
+                    "tokens.", what, int((~valid).sum()))
   return [s for s, ok in zip(smiles, valid) if ok], targets[valid]
 
 
@@ -419,8 +428,8 @@ REGRESSION_DATASETS = (*MOLECULENET, "smiles_csv")
 
 def load_regression_set(data_config: ml_collections.ConfigDict) -> RegressionSet:
   """The regression set `data.name` ("esol", "freesolv", "lipophilicity" or "smiles_csv", the
-  latter from `data.csv_path` with `data.csv_smiles_column` / `data.target_column`). Molecules
-  RDKit cannot parse are dropped and counted."""
+  latter from `data.csv_path` with `data.csv_smiles_column` / `data.target_column`). Entries
+  RDKit cannot parse, or that the SMILES tokenizer rejects, are dropped and counted."""
   name = data_config.name
   if name == "smiles_csv":
     if not data_config.get("csv_path"):

@@ -29,7 +29,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.data.corpus_path = ""  # A .csv/.csv.gz/.smi(.gz) corpus instead of MOSES.
   config.data.smiles_column = "SMILES"  # Column of corpus_path (case-insensitive).
   config.data.data_dir = ""  # Folder with the files of data.name; "" = cache, then download.
-  config.data.max_length = 56  # Tokens per SMILES, BOS/EOS excluded (MOSES has <= 54).
+  # Tokens per SMILES, BOS/EOS excluded (MOSES has <= 54). Longer corpus SMILES are skipped;
+  # longer MoleculeNet SMILES are truncated (positions past the corpus lengths are never trained).
+  config.data.max_length = 56
   config.data.max_train_molecules = 50_000  # Random subset of the training corpus; 0 = all.
   config.data.num_test_molecules = 2_000  # Held out (MOSES: from its test file).
   config.data.canonicalize = False  # True: train on RDKit canonical SMILES.
@@ -87,7 +89,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.eval.num_molecules = 200
     config.eval.num_prior_samples = 200
   elif arg == "gpu":
-    config.data.max_length = 128
     config.data.max_train_molecules = 0
     config.data.num_test_molecules = 10_000
     config.data.batch_size = 512
