@@ -12,8 +12,13 @@ The run writes `workdir/vocab.json` and saves `data.vocab_path` pointing at it i
 config. To embed a MoleculeNet set, rebuild the task from that config with `data.name` set to
 "esol", "freesolv", "lipophilicity" (or "smiles_csv" with `data.csv_path`) and `data.data_dir` set
 to a folder with the MoleculeNet CSVs (or empty to download them). summary.json reports held-out
-reconstruction token accuracy, exact match, validity, and prior-sample validity / uniqueness;
-README.md quotes the figures of a recorded run.
+reconstruction token accuracy, exact match, validity, and prior-sample validity / uniqueness.
+
+Recorded run of the CPU default (cmim, 50k MOSES molecules, 830k parameters, 4,000 steps of 64;
+2-core machine shared with other jobs, load average 5-10): 24.7 min wall time including data
+loading and evaluation; on 500 held-out MOSES molecules, greedy reconstruction token accuracy
+0.825, exact match 0.260, RDKit validity of the reconstructions 0.654, -log p(x|z=mu) 3.92 nats;
+decodes of 500 prior samples: validity 0.004 (the cMIM posteriors do not cover N(0, I)).
 """
 
 import ml_collections
