@@ -12,6 +12,7 @@ from cmim_jax import checkpointing, embeddings, molecules_baseline, objectives, 
 from cmim_jax import sharding as sharding_lib
 from cmim_jax.data import batching
 from cmim_jax.data import smiles as smiles_lib
+from cmim_jax.tasks import molecules as molecule_tasks
 from experiments.configs import molecules as molecules_config
 
 SUBSTITUENTS = ["O", "N", "C(=O)O", "C(Cl)", "c1ccccc1", "S", "C#C"]
@@ -157,3 +158,18 @@ def test_every_sequence_method_trains_sharded(smiles_setup, method_name):
     losses.append(float(metrics["loss"]))
   assert np.all(np.isfinite(losses)) and float(metrics["reconstruction"]) > 0
   assert int(state.step) == 2
+
+
+def test_reconstruction_metrics_known_values():
+  targets = np.array([[1, 5, 6, 2, 0], [1, 7, 2, 0, 0]])
+  decoded = np.array([[1, 5, 6, 2, 0], [1, 7, 5, 2, 0]])  # Row 1 misses its EOS.
+  metrics = molecule_tasks.reconstruction_metrics(decoded, targets)
+  assert metrics["reconstruction_token_accuracy"] == pytest.approx(4 / 5)
+  assert metrics["reconstruction_exact_match"] == pytest.approx(1 / 2)
+
+
+def test_validity_and_uniqueness_known_values():
+  validity, uniqueness = molecule_tasks.validity_and_uniqueness(
+      ["CCO", "OCC", "C1CC", "", "c1ccccc1"])
+  assert validity == pytest.approx(3 / 5)  # "C1CC" (open ring) and "" are not molecules.
+  assert uniqueness == pytest.approx(2 / 3)  # CCO and OCC are one molecule.
