@@ -9,8 +9,8 @@ Pretraining corpus (`data.corpus="moses"` or `data.corpus_path`):
   tokens are skipped and counted; they never stop a run.
 
 MoleculeNet (`esol`, `freesolv`, `lipophilicity`) come from `data.data_dir` (MoleculeNet's file
-names and layouts, or the two-column `smiles,<target>` files of `../shared/data/moleculenet`), else
-the cache, else MoleculeNet's public bucket. A generic regression CSV (`smiles_csv`) is read from
+names and layouts, or two-column `smiles,<target>` files named esol.csv, freesolv.csv, lipo.csv),
+else the cache, else MoleculeNet's public bucket. A generic regression CSV (`smiles_csv`) is read from
 `data.csv_path`. Splits: random 80/10/10 over several seeds and a Bemis-Murcko scaffold split.
 
 RDKit is the `chem` extra: pip install 'cmim-jax[chem]'.
@@ -308,7 +308,6 @@ class MoleculeNetSpec:
   name: str
   layouts: tuple[CsvLayout, ...]
   sha256: tuple[str, ...]
-  unit: str
 
 
 # ESOL and FreeSolv digests: of the MoleculeNet-layout copies in ../shared/data/moleculenet (not
@@ -318,18 +317,15 @@ MOLECULENET = {
         "esol",
         (CsvLayout("delaney-processed.csv", "smiles", "measured log solubility in mols per litre"),
          CsvLayout("esol.csv", "smiles", "logSolubility")),
-        ("e91dc7027cbaeec3872a45b2522c46676e483c123b1c97172839d858a2f26d9c",),
-        "log mol/L"),
+        ("e91dc7027cbaeec3872a45b2522c46676e483c123b1c97172839d858a2f26d9c",)),
     "freesolv": MoleculeNetSpec(
         "freesolv",
         (CsvLayout("SAMPL.csv", "smiles", "expt"), CsvLayout("freesolv.csv", "smiles", "freesolv")),
-        ("a82c5da54d7615f02d77d327a602e152fb3ed604fc093c49fb806bff2fd2149d",),
-        "kcal/mol"),
+        ("a82c5da54d7615f02d77d327a602e152fb3ed604fc093c49fb806bff2fd2149d",)),
     "lipophilicity": MoleculeNetSpec(
         "lipophilicity",
         (CsvLayout("Lipophilicity.csv", "smiles", "exp"), CsvLayout("lipo.csv", "smiles", "lipo")),
-        (),
-        "logD at pH 7.4"),
+        ()),
 }
 
 
