@@ -104,6 +104,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   # Input: the training set lives on the devices; batches are gathered there.
   method = objectives.get_method(config.loss.method)
   task = tasks.build_task(config)
+  config = task.save_assets(workdir, config)  # E.g. a vocabulary the saved config points at.
   batcher = batching.DeviceBatcher(task.train_arrays, config.data.batch_size, mesh,
                                    seed=config.seed)
 

@@ -77,3 +77,24 @@ class PerceiverCore(nn.Module):
     for _ in range(self.num_self_attention_layers):
       x = SelfAttentionBlock(self.num_heads, self.mlp_ratio)(x)
     return nn.LayerNorm()(x)
+
+
+class DecoderBlock(nn.Module):
+  """Transformer decoder block: masked self-attention, cross-attention to a memory, MLP.
+
+  x [B, N, C], memory [B, M, C_mem], self_mask boolean [B, 1|heads, N, N] (e.g. causal) or None
+  -> [B, N, C].
+  """
+
+  num_heads: int = 4
+  mlp_ratio: int = 4
+
+  @nn.compact
+  def __call__(self, x: jax.Array, memory: jax.Array,
+               self_mask: jax.Array | None = None) -> jax.Array:
+    x = x + nn.MultiHeadDotProductAttention(num_heads=self.num_heads)(
+        nn.LayerNorm()(x), mask=self_mask)
+    x = x + nn.MultiHeadDotProductAttention(
+        num_heads=self.num_heads, qkv_features=x.shape[-1], out_features=x.shape[-1])(
+            nn.LayerNorm()(x), nn.LayerNorm()(memory))
+    return x + MlpBlock(self.mlp_ratio)(nn.LayerNorm()(x))

@@ -13,10 +13,12 @@ import ml_collections
 
 from cmim_jax.tasks.base import Task
 from cmim_jax.tasks.images import IMAGE_DATASETS, build_image_task
+from cmim_jax.tasks.molecules import MOLECULE_TASK_BUILDERS
 from cmim_jax.tasks.toy2d import build_toy2d_task
 
 TASK_BUILDERS: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {
     **{name: build_image_task for name in IMAGE_DATASETS},
+    **MOLECULE_TASK_BUILDERS,
     "toy2d": build_toy2d_task,
 }
 

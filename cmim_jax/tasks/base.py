@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import pathlib
 from typing import Any, Mapping
 
 import jax
@@ -48,6 +49,12 @@ class Task(abc.ABC):
   @abc.abstractmethod
   def evaluate(self, model, params, mesh: Mesh) -> dict[str, float]:
     """End-of-run metrics on held-out data (written to summary.json)."""
+
+  def save_assets(self, workdir: pathlib.Path, config):
+    """Writes what rebuilding this task later needs (e.g. a vocabulary) into `workdir`; returns
+    the config to save with the checkpoints, updated to find it. Default: nothing to write."""
+    del workdir
+    return config
 
   @property
   @abc.abstractmethod

@@ -1,0 +1,238 @@
+"""SMILES tasks: pretraining on a corpus (`data.name="smiles"`) and MoleculeNet regression sets.
+
+Both feed token sequences int32 [N, max_length + 2] (BOS, tokens, EOS, PAD = 0) to the Perceiver /
+autoregressive-Transformer auto-encoder of `cmim_jax.models.sequence`. The vocabulary is built
+from the pretraining corpus and written to `workdir/vocab.json`; the run's saved config points at
+it through `data.vocab_path`, so a task rebuilt from a checkpoint's config (for instance with
+`data.name` swapped to "esol") tokenises with the same ids. Tokens the vocabulary lacks become
+UNK, and are counted and logged.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import pathlib
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh
+
+from cmim_jax import embeddings
+from cmim_jax import sharding as sharding_lib
+from cmim_jax.data import molecules
+from cmim_jax.data import smiles as smiles_lib
+from cmim_jax.models import gaussian, sequence
+from cmim_jax.tasks.base import Task
+
+VOCAB_FILE = "vocab.json"
+
+
+def _example_input(seq_length: int) -> np.ndarray:
+  """Two sequences BOS, EOS, PAD... [2, seq_length] for parameter initialisation."""
+  example = np.full((2, seq_length), smiles_lib.PAD_ID, np.int32)
+  example[:, :2] = (smiles_lib.BOS_ID, smiles_lib.EOS_ID)
+  return example
+
+
+def _run_batched(fn, mesh: Mesh, params, inputs: np.ndarray, batch_size: int) -> np.ndarray:
+  """Applies a jitted `fn(params, batch)` to `inputs` [N, ...] in padded, batch-sharded chunks."""
+  num_devices = mesh.devices.size
+  batch_size = max(num_devices, batch_size // num_devices * num_devices)
+  outputs = []
+  for start in range(0, len(inputs), batch_size):
+    batch = inputs[start:start + batch_size]
+    padding = batch_size - len(batch)
+    if padding:
+      batch = np.concatenate([batch, np.zeros((padding, *batch.shape[1:]), batch.dtype)])
+    outputs.append(np.asarray(jax.device_get(fn(params, batch)))[:batch_size - padding])
+  return np.concatenate(outputs)
+
+
+def _jit_greedy_decode(model, mesh: Mesh, length: int):
+  return jax.jit(functools.partial(sequence.greedy_decode, model, length=length),
+                 in_shardings=(sharding_lib.replicated(mesh), sharding_lib.batch_sharded(mesh)),
+                 out_shardings=sharding_lib.replicated(mesh))
+
+
+def reconstruction_metrics(decoded: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+  """Token accuracy (over the targets' non-padding positions after BOS, EOS included) and
+  exact-match rate of greedy reconstructions. Both int [N, L]."""
+  scored = targets[:, 1:] != smiles_lib.PAD_ID
+  correct = (decoded[:, 1:] == targets[:, 1:]) & scored
+  return {
+      "reconstruction_token_accuracy": float(correct.sum() / scored.sum()),
+      "reconstruction_exact_match": float(np.mean(np.all(correct == scored, axis=1))),
+  }
+
+
+def validity_and_uniqueness(smiles: list[str]) -> tuple[float, float]:
+  """Fraction of strings RDKit parses, and fraction of distinct canonical molecules among those."""
+  canonical = [molecules.canonicalize(s) if s else None for s in smiles]
+  valid = [c for c in canonical if c is not None]
+  validity = len(valid) / max(len(smiles), 1)
+  return validity, (len(set(valid)) / len(valid) if valid else 0.0)
+
+
+class _SmilesTaskBase(Task):
+  """What both SMILES tasks share: vocabulary, model, tokenisation, generation metrics."""
+
+  def __init__(self, config: ml_collections.ConfigDict, vocab: smiles_lib.Vocabulary):
+    self.vocab = vocab
+    self.max_tokens = config.data.max_length
+    self.seq_length = self.max_tokens + 2
+    self._eval_config = config.eval
+    self._seed = config.seed
+    self.example_input = _example_input(self.seq_length)
+
+  def build_model(self, model_config):
+    return sequence.build_sequence_autoencoder(model_config, len(self.vocab), self.seq_length)
+
+  def preprocess(self, batch, key):
+    del key  # Token sequences are used as they are.
+    return batch["tokens"]
+
+  def generation_metrics(self, model, params, mesh: Mesh, tokens: np.ndarray) -> dict[str, float]:
+    """Greedy reconstructions of `tokens` from z = mu and decodes of prior samples z ~ N(0, I)."""
+    batch_size = self._eval_config.batch_size
+    decode = _jit_greedy_decode(model, mesh, self.seq_length)
+    embedded = embeddings.embed_inputs(model, params, tokens, mesh, batch_size)
+    decoded = _run_batched(decode, mesh, params, embedded["mean"].astype(np.float32), batch_size)
+    validity, _ = validity_and_uniqueness(smiles_lib.decode_batch(self.vocab, decoded))
+    prior_z = np.asarray(gaussian.sample_prior(
+        jax.random.key(self._seed + 1), self._eval_config.num_prior_samples,
+        embedded["mean"].shape[1]))
+    sampled = smiles_lib.decode_batch(
+        self.vocab, _run_batched(decode, mesh, params, prior_z, batch_size))
+    prior_validity, prior_uniqueness = validity_and_uniqueness(sampled)
+    return {
+        "reconstruction_nll": float(np.mean(embedded["reconstruction_nll"])),
+        **reconstruction_metrics(decoded, tokens),
+        "reconstruction_validity": validity,
+        "prior_validity": prior_validity,
+        "prior_uniqueness": prior_uniqueness,
+    }
+
+
+class SmilesTask(_SmilesTaskBase):
+  """Pretraining on a SMILES corpus; evaluation on its held-out molecules."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    data = config.data
+    corpus = molecules.load_corpus(data, config.seed)
+    train, train_tokens, counts = molecules.filter_smiles(
+        corpus.train, data.max_length, canonical=data.canonicalize)
+    counts.log("Training corpus")
+    test, test_tokens, test_counts = molecules.filter_smiles(
+        corpus.test, data.max_length, canonical=data.canonicalize)
+    test_counts.log("Held-out corpus")
+    if not train or not test:
+      raise ValueError(f"No usable SMILES left in the {'training' if not train else 'held-out'} "
+                       f"corpus of {corpus.source} (see the skip counts in the log); check "
+                       "data.smiles_column and data.max_length.")
+    if data.vocab_path:
+      vocab = smiles_lib.Vocabulary.load(data.vocab_path)
+      logging.info("Vocabulary of %d tokens from %s.", len(vocab), data.vocab_path)
+    else:
+      vocab = smiles_lib.build_vocabulary(train_tokens)
+      logging.info("Vocabulary of %d tokens built from %d training SMILES.", len(vocab),
+                   len(train))
+    super().__init__(config, vocab)
+    self.source = corpus.source
+    self.train_smiles, self.test_smiles = train, test
+    train_ids, train_unknown = smiles_lib.encode_batch(vocab, train_tokens, data.max_length)
+    self.test_tokens, test_unknown = smiles_lib.encode_batch(vocab, test_tokens, data.max_length)
+    if train_unknown or test_unknown:
+      logging.warning("Tokens outside the vocabulary, mapped to %s: %d in training, %d held out.",
+                      smiles_lib.UNK, train_unknown, test_unknown)
+    self.train_arrays = {"tokens": train_ids}
+
+  def save_assets(self, workdir: pathlib.Path,
+                  config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Writes `workdir/vocab.json` (or checks the one a previous run wrote) and returns a copy of
+    `config` whose `data.vocab_path` points at it."""
+    path = pathlib.Path(workdir).absolute() / VOCAB_FILE
+    if path.is_file():
+      if smiles_lib.Vocabulary.load(path) != self.vocab:
+        raise ValueError(
+            f"{path} holds a different vocabulary than this run's corpus gives; resume with "
+            f"--config.data.vocab_path={path} or use a new workdir.")
+    elif jax.process_index() == 0:
+      self.vocab.save(path)
+    config = copy.deepcopy(config)
+    config.data.vocab_path = str(path)
+    return config
+
+  embedding_splits = ("train", "test")
+
+  def embedding_inputs(self, split: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Token sequences int32 [N, L] of `split`; a pretraining corpus has no annotations."""
+    if split not in self.embedding_splits:
+      raise ValueError(f"Unknown split {split!r}; choose from {self.embedding_splits}.")
+    return (self.train_arrays["tokens"] if split == "train" else self.test_tokens), {}
+
+  def evaluate(self, model, params, mesh: Mesh) -> dict[str, float]:
+    """On up to `eval.num_molecules` held-out molecules: -log p(x|z=mu) (nats/molecule), greedy
+    reconstruction token accuracy, exact-match rate and RDKit validity; and validity and
+    uniqueness of greedy decodes of `eval.num_prior_samples` prior samples."""
+    tokens = self.test_tokens[:self._eval_config.num_molecules]
+    return {"num_test_molecules": len(tokens),
+            **self.generation_metrics(model, params, mesh, tokens)}
+
+
+class MoleculeNetTask(_SmilesTaskBase):
+  """A regression set (ESOL, FreeSolv, Lipophilicity or a `smiles,target` CSV) for embedding and
+  probing, tokenised with the pretraining run's vocabulary (`data.vocab_path`).
+
+  Molecules RDKit cannot parse are dropped (counted in the log); SMILES longer than
+  `data.max_length` tokens are truncated to it (counted), so every parsable molecule of the
+  benchmark keeps its row.
+  """
+
+  embedding_splits = ("all",)
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    if not config.data.get("vocab_path"):
+      raise ValueError(
+          f"data.name={config.data.name!r} needs data.vocab_path: the vocab.json written by the "
+          "pretraining run (its saved config sets it; or pass --config.data.vocab_path=FILE).")
+    super().__init__(config, smiles_lib.Vocabulary.load(config.data.vocab_path))
+    dataset = molecules.load_regression_set(config.data)
+    self.source = dataset.source
+    self.smiles = dataset.smiles
+    self.targets = dataset.targets
+    tokenized = [smiles_lib.tokenize(s) for s in dataset.smiles]
+    num_truncated = sum(len(t) > self.max_tokens for t in tokenized)
+    tokens, num_unknown = smiles_lib.encode_batch(
+        self.vocab, [t[:self.max_tokens] for t in tokenized], self.max_tokens)
+    logging.info("%s: %d molecules; %d truncated to %d tokens; %d tokens outside the vocabulary "
+                 "mapped to %s.", config.data.name, len(tokens), num_truncated, self.max_tokens,
+                 num_unknown, smiles_lib.UNK)
+    self.train_arrays = {"tokens": tokens}
+    self._annotations = {"targets": dataset.targets, **molecules.split_annotations(
+        dataset.smiles, config.data.get("num_random_splits", 3))}
+
+  def embedding_inputs(self, split: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Tokens int32 [N, L]; {"targets": float32 [N, 1], "split_random<k>", "split_scaffold":
+    int8 [N] (0/1/2 = train/valid/test)}."""
+    if split not in self.embedding_splits:
+      raise ValueError(f"Unknown split {split!r}; choose from {self.embedding_splits}.")
+    return self.train_arrays["tokens"], dict(self._annotations)
+
+  def evaluate(self, model, params, mesh: Mesh) -> dict[str, float]:
+    """Reconstruction metrics of every molecule of the set (see `SmilesTask.evaluate`)."""
+    return self.generation_metrics(model, params, mesh, self.train_arrays["tokens"])
+
+
+def build_smiles_task(config: ml_collections.ConfigDict) -> SmilesTask:
+  return SmilesTask(config)
+
+
+def build_regression_task(config: ml_collections.ConfigDict) -> MoleculeNetTask:
+  return MoleculeNetTask(config)
+
+
+MOLECULE_TASK_BUILDERS = {"smiles": build_smiles_task,
+                          **{name: build_regression_task for name in molecules.REGRESSION_DATASETS}}

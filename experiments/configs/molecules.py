@@ -1,0 +1,114 @@
+"""cMIM pretraining on SMILES (MOSES) with a Perceiver encoder and an autoregressive decoder.
+
+Run (CPU default, a 2-core machine; MOSES from ../shared/data/moses, else downloaded):
+  python -m experiments.main --config=experiments/configs/molecules.py \
+      --config.data.data_dir=../shared/data/moses --workdir=/tmp/cmim_smiles
+
+Variants: `molecules.py:gpu` (full MOSES, a wider model, longer training), `molecules.py:quick`
+(a few hundred steps, smoke tests). Any field can be overridden, e.g. `--config.loss.method=mim`,
+`--config.data.corpus_path=my.smi` (any .csv/.csv.gz/.smi with `data.smiles_column`).
+
+The run writes `workdir/vocab.json` and saves `data.vocab_path` pointing at it in the checkpoint's
+config. To embed a MoleculeNet set, rebuild the task from that config with `data.name` set to
+"esol", "freesolv", "lipophilicity" (or "smiles_csv" with `data.csv_path`) and `data.data_dir` set
+to a folder with the MoleculeNet CSVs (or empty to download them). summary.json reports held-out
+reconstruction token accuracy, exact match, validity, and prior-sample validity / uniqueness.
+
+Recorded run of the CPU default (cmim, 50k MOSES molecules, 830k parameters, 4,000 steps of 64;
+2-core machine shared with other jobs, load average 5-10): 24.7 min wall time including data
+loading and evaluation; on 500 held-out MOSES molecules, greedy reconstruction token accuracy
+0.825, exact match 0.260, RDKit validity of the reconstructions 0.654, -log p(x|z=mu) 3.92 nats;
+decodes of 500 prior samples: validity 0.004 (the cMIM posteriors do not cover N(0, I)).
+"""
+
+import ml_collections
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "smiles"  # Pretraining; "esol" / "freesolv" / "lipophilicity" / "smiles_csv".
+  config.data.corpus = "moses"  # Used when corpus_path is empty.
+  config.data.corpus_path = ""  # A .csv/.csv.gz/.smi(.gz) corpus instead of MOSES.
+  config.data.smiles_column = "SMILES"  # Column of corpus_path (case-insensitive).
+  config.data.data_dir = ""  # Folder with the files of data.name; "" = cache, then download.
+  # Tokens per SMILES, BOS/EOS excluded (MOSES has <= 54). Longer corpus SMILES are skipped;
+  # longer MoleculeNet SMILES are truncated (positions past the corpus lengths are never trained).
+  config.data.max_length = 56
+  config.data.max_train_molecules = 50_000  # Random subset of the training corpus; 0 = all.
+  config.data.num_test_molecules = 2_000  # Held out (MOSES: from its test file).
+  config.data.canonicalize = False  # True: train on RDKit canonical SMILES.
+  config.data.vocab_path = ""  # "" = build from the training corpus; the run fills it in.
+  config.data.batch_size = 64  # Global; a multiple of the device count.
+  config.data.mirrors = ()  # () = the public download locations.
+  config.data.download_timeout = 60.0
+  config.data.download_sha256 = ""  # A digest you trust, for files without a pinned one.
+  config.data.csv_path = ""  # data.name="smiles_csv": a CSV with SMILES and a numeric target.
+  config.data.csv_smiles_column = "smiles"
+  config.data.target_column = ""  # "" = the one non-SMILES column.
+  config.data.num_random_splits = 3  # Random 80/10/10 splits (seeds 0..n-1) beside the scaffold.
+
+  config.model = ml_collections.ConfigDict()
+  config.model.encoder = "perceiver_seq"
+  config.model.decoder = "transformer_ar"
+  config.model.num_latents = 4  # K latent vectors ...
+  config.model.latent_dim = 16  # ... of D dims: z has K * D = 64 dims.
+  config.model.width = 128
+  config.model.num_heads = 4
+  config.model.encoder_layers = 2  # Latent self-attention blocks after the cross-attention.
+  config.model.decoder_layers = 2
+  config.model.mlp_ratio = 2
+  config.model.logvar_min = -8.0  # Soft bounds of the encoder log-variance.
+  config.model.logvar_max = 4.0
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.method = "cmim"  # cmim, cmim_sum, mim, vae, cvae.
+  config.loss.temperature = 0.1
+  config.loss.contrastive_weight = 1.0
+
+  config.train = ml_collections.ConfigDict()
+  config.train.num_steps = 4000
+  config.train.learning_rate = 5e-4
+  config.train.grad_clip_norm = 10.0
+  config.train.log_every_steps = 100
+
+  config.checkpoint = ml_collections.ConfigDict()
+  config.checkpoint.every_steps = 500
+  config.checkpoint.max_to_keep = 3
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.batch_size = 500
+  config.eval.num_molecules = 500  # Held-out molecules reconstructed greedily.
+  config.eval.num_prior_samples = 500  # z ~ N(0, I) decoded for validity / uniqueness.
+
+  config.distributed = False  # True: call jax.distributed.initialize() (multi-host runs).
+
+  if arg == "quick":
+    config.data.max_train_molecules = 2_000
+    config.data.num_test_molecules = 200
+    config.train.num_steps = 200
+    config.train.log_every_steps = 50
+    config.checkpoint.every_steps = 100
+    config.eval.num_molecules = 200
+    config.eval.num_prior_samples = 200
+  elif arg == "gpu":
+    config.data.max_train_molecules = 0
+    config.data.num_test_molecules = 10_000
+    config.data.batch_size = 512
+    config.model.num_latents = 8
+    config.model.latent_dim = 64
+    config.model.width = 512
+    config.model.num_heads = 8
+    config.model.encoder_layers = 4
+    config.model.decoder_layers = 6
+    config.model.mlp_ratio = 4
+    config.train.num_steps = 200_000
+    config.train.learning_rate = 3e-4
+    config.checkpoint.every_steps = 10_000
+    config.eval.num_molecules = 5_000
+    config.eval.num_prior_samples = 5_000
+  elif arg:
+    raise ValueError(f"Unknown config variant {arg!r}; use 'quick', 'gpu' or nothing.")
+  return config
