@@ -66,13 +66,16 @@ def load_trained(workdir: str | pathlib.Path, step: int | None = None,
   `config.data.data_dir`, to embed another registered task or read the data from elsewhere.
   """
   checkpoint_dir = pathlib.Path(workdir) / "checkpoints"
+  no_checkpoint = FileNotFoundError(
+      f"No checkpoint in {checkpoint_dir}; train first with `python -m experiments.main "
+      f"--config=... --workdir={workdir}`, or pass the workdir of a trained run.")
+  if not checkpoint_dir.is_dir():
+    raise no_checkpoint
   checkpointer = checkpointing.Checkpointer(checkpoint_dir)
   try:
     steps = checkpointer.all_steps()
     if not steps:
-      raise FileNotFoundError(
-          f"No checkpoint in {checkpoint_dir}; train first with `python -m experiments.main "
-          f"--config=... --workdir={workdir}`, or pass the workdir of a trained run.")
+      raise no_checkpoint
     if step is None:
       step = steps[-1]
     elif step not in steps:

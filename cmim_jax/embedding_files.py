@@ -5,8 +5,8 @@ Layout of `<workdir>/embeddings/<split>.npz` (N = examples):
   informative  float32 [N, H]  decoder hidden state at z = mu(x) (absent for decoder-less methods)
   labels       int [N]         classification tasks, or
   targets      float [N, T]    regression tasks
-  split_<s>    int8 [N]        optional split schemes (0 train, 1 valid, 2 test) of data sets without
-                               a fixed split; then the only split is "all"
+  split_<s>    int8 [N]        optional split schemes (0 train, 1 valid, 2 test) of data sets
+                               without a fixed split; then the only split is "all"
   step         int64 []        the checkpoint step the embeddings come from
   data_name    str []          `config.data.name` of the embedded data
   method       str []          `config.loss.method` of the checkpoint

@@ -47,9 +47,12 @@ def geometry(x: np.ndarray, labels: np.ndarray | None = None,
   """Diagnostics of mean encodings x [N, D] (and class labels [N], when there are some).
 
   Returns:
-    norms: [N] radii of all rows; radius: their {"mean", "std"}; angles: [P] pairwise angles
-    (degrees) within the subset; cosine: {"mean", "var", "pairs"} over all subset pairs; and, with labels, "within_class" and
-    "across_class" alike over the pairs of equal and of different labels.
+    norms: [N] radii of all rows; radius: their {"mean", "std"};
+    angles: [P] angles (degrees) of the P pairs of the row subset;
+    cosine: {"mean", "var", "pairs"} of their cosine similarities;
+    with labels also same_class: bool [P], whether a pair shares its label, and "within_class"
+    and "across_class": the cosine moments over pairs of equal and of different labels (None when
+    there is no such pair).
   """
   rows = subset_rows(len(x), max_points)
   cosines = pairwise_cosines(x[rows])
