@@ -30,6 +30,10 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    """The steps that have a complete checkpoint, oldest first."""
+    return sorted(self._manager.all_steps())
+
   def save(self, step: int, state: Any, config: ml_collections.ConfigDict) -> None:
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config.to_dict())))
@@ -41,6 +45,20 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     restored = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state)))
+    return restored["state"]
+
+  def restore_partial_state(self, abstract_subtree: Any, step: int | None = None) -> Any:
+    """Restores only the leaves of the saved state named in `abstract_subtree`.
+
+    E.g. `{"params": abstract_params}` reads the parameters without the optimiser state, so a
+    reader (embedding extraction) needs neither the optimiser nor the device count of training:
+    the leaves get the shardings of `abstract_subtree`.
+    """
+    step = self.latest_step() if step is None else step
+    restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=abstract_subtree,
+        restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_subtree),
+        partial_restore=True)))
     return restored["state"]
 
   def restore_config(self, step: int | None = None) -> ml_collections.ConfigDict:

@@ -1,0 +1,86 @@
+"""Embedding files: one `.npz` per split, written atomically and byte-for-byte deterministically.
+
+Layout of `<workdir>/embeddings/<split>.npz` (N = examples):
+  mean         float32 [N, D]  encoder mean mu(x)
+  informative  float32 [N, H]  decoder hidden state at z = mu(x) (absent for decoder-less methods)
+  labels       int [N]         classification tasks, or
+  targets      float [N, T]    regression tasks
+  split_<s>    int8 [N]        optional split schemes (0 train, 1 valid, 2 test) of data sets
+                               without a fixed split; then the only split is "all"
+  step         int64 []        the checkpoint step the embeddings come from
+  data_name    str []          `config.data.name` of the embedded data
+  method       str []          `config.loss.method` of the checkpoint
+
+Files hold plain arrays only (no object arrays), so `np.load(path, allow_pickle=False)` reads them.
+This module imports numpy only: probes read embeddings without importing JAX.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+import zipfile
+from typing import Mapping
+
+import numpy as np
+
+EMBEDDING_KEYS = ("mean", "informative")
+LABELS = "labels"
+TARGETS = "targets"
+SPLIT_PREFIX = "split_"
+SPLIT_TRAIN, SPLIT_VALID, SPLIT_TEST = 0, 1, 2
+
+# Zip entries get this fixed timestamp (the earliest zip allows) so the bytes do not depend on when
+# the file was written; np.savez stamps the current time.
+_ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def embeddings_dir(workdir: str | pathlib.Path) -> pathlib.Path:
+  return pathlib.Path(workdir) / "embeddings"
+
+
+def save_npz(path: str | pathlib.Path, arrays: Mapping[str, np.ndarray]) -> pathlib.Path:
+  """Writes `arrays` as an uncompressed `.npz`, deterministically and atomically.
+
+  Entries are written in sorted name order with a fixed timestamp, so equal arrays give equal
+  bytes. The file appears under `path` only when complete (temp file in the same folder, then
+  `os.replace`). Object arrays are refused because they could only be read back by unpickling.
+  """
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  arrays = {name: np.asarray(value) for name, value in arrays.items()}
+  for name, value in arrays.items():
+    if value.dtype.hasobject:
+      raise TypeError(f"Array {name!r} has dtype object; store numbers or fixed-width strings.")
+  fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+  try:
+    os.fchmod(fd, 0o644)  # mkstemp's 0600 would make the file private to its writer.
+    with os.fdopen(fd, "wb") as file, zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive:
+      for name in sorted(arrays):
+        info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE_TIME)
+        info.external_attr = 0o644 << 16
+        with archive.open(info, "w", force_zip64=True) as entry:
+          np.lib.format.write_array(entry, arrays[name], allow_pickle=False)
+    os.replace(temp_name, path)
+  except BaseException:
+    pathlib.Path(temp_name).unlink(missing_ok=True)
+    raise
+  return path
+
+
+def load_npz(path: str | pathlib.Path) -> dict[str, np.ndarray]:
+  """Reads a `.npz` into a dict of arrays, never unpickling; a clear error if it is missing."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(
+        f"{path} does not exist; write it with `python -m experiments.embed "
+        f"--workdir=<run dir>`.")
+  with np.load(path, allow_pickle=False) as data:
+    return {name: data[name] for name in data.files}
+
+
+def split_schemes(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """The split schemes of an "all" file: scheme name (without `split_`) -> int8 [N]."""
+  return {name[len(SPLIT_PREFIX):]: np.asarray(value) for name, value in sorted(arrays.items())
+          if name.startswith(SPLIT_PREFIX)}

@@ -1,0 +1,199 @@
+"""Runs the probe suite on the embedding files of one run.
+
+Two layouts are understood (see `cmim_jax.embedding_files`):
+  * "train" and "test" files: fit on train, score on test; metrics are named plainly ("accuracy").
+  * one "all" file with split_<scheme> arrays (0 train, 1 valid, 2 test): for every scheme fit on
+    its train rows with the valid rows merged in (hyper-parameters are chosen by CV within those
+    rows, so a separate validation set is not needed), score on its test rows. Schemes that differ
+    only by a trailing number form a family (split_random0..2 -> "random"); each metric is reported
+    per family as "<metric>@<family>", pooling every scheme and seed of the family.
+
+Results: {probe: {embedding: {metric: {"mean", "std", "n"}}}}, where n counts the fits pooled
+(seeds x schemes) and std is their population standard deviation (0 when n = 1).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import re
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from cmim_jax import embedding_files
+from cmim_jax.probes import suite
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeSettings:
+  """How the suite runs.
+
+  Attributes:
+    max_train: fit on at most this many training rows, a fixed subsample (seed 0; stratified by
+      label for classification) shared by every probe; None or 0 = all rows.
+    num_seeds: repetitions of stochastic probes (seeds 0 .. num_seeds - 1).
+    cv_folds: folds of the cross-validation that chooses hyper-parameters on the training rows.
+    probes: names of the probes to run; None = every probe of the task's kind.
+    embeddings: which embeddings to probe; None = every one in the files.
+  """
+
+  max_train: int | None = 10000
+  num_seeds: int = 3
+  cv_folds: int = 3
+  probes: Sequence[str] | None = None
+  embeddings: Sequence[str] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+  """One train/test partition to fit and score on. `family` is None for a fixed split."""
+
+  family: str | None
+  train_rows: np.ndarray
+  test_rows: np.ndarray
+
+
+def task_kind(arrays: Mapping[str, np.ndarray]) -> str:
+  """CLASSIFICATION when the file holds labels, REGRESSION when it holds targets."""
+  if embedding_files.LABELS in arrays:
+    return suite.CLASSIFICATION
+  if embedding_files.TARGETS in arrays:
+    return suite.REGRESSION
+  raise ValueError(f"Embedding file holds neither {embedding_files.LABELS!r} nor "
+                   f"{embedding_files.TARGETS!r} (keys: {sorted(arrays)}); nothing to probe.")
+
+
+def subsample(rows: np.ndarray, y: np.ndarray, max_train: int | None, kind: str) -> np.ndarray:
+  """At most `max_train` of `rows` (sorted), stratified by y[rows] for classification; seed 0."""
+  if not max_train or len(rows) <= max_train:
+    return rows
+  stratify = y[rows] if kind == suite.CLASSIFICATION else None
+  if stratify is not None and np.min(np.unique(stratify, return_counts=True)[1]) < 2:
+    stratify = None  # A class with a single example cannot be stratified.
+  kept, _ = train_test_split(rows, train_size=max_train, stratify=stratify, random_state=0)
+  return np.sort(kept)
+
+
+def scheme_family(scheme: str) -> str:
+  """"random0" -> "random"; a name without a trailing number is its own family."""
+  return re.sub(r"\d+$", "", scheme) or scheme
+
+
+def _check_consistent(files: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+  for key in ("step", "data_name", "method"):
+    values = {split: str(arrays[key]) for split, arrays in files.items() if key in arrays}
+    if len(set(values.values())) > 1:
+      raise ValueError(f"The embedding files disagree on {key}: {values}; re-embed every split "
+                       "from one checkpoint with `python -m experiments.embed`.")
+
+
+def plan(files: Mapping[str, Mapping[str, np.ndarray]]
+         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[Evaluation]]:
+  """Pools the split files into one table and lists the evaluations to run.
+
+  Returns:
+    features: embedding name -> [N, F] over the pooled rows.
+    annotations: "labels" [N] or "targets" [N, T] over the pooled rows.
+    evaluations: the train/test partitions of the pooled rows.
+  """
+  _check_consistent(files)
+  if {"train", "test"} <= set(files):
+    train, test = files["train"], files["test"]
+    kind = task_kind(train)
+    y_key = embedding_files.LABELS if kind == suite.CLASSIFICATION else embedding_files.TARGETS
+    names = [k for k in embedding_files.EMBEDDING_KEYS if k in train and k in test]
+    features = {k: np.concatenate([train[k], test[k]]) for k in names}
+    annotations = {y_key: np.concatenate([train[y_key], test[y_key]])}
+    n_train, n_test = len(train[y_key]), len(test[y_key])
+    return features, annotations, [Evaluation(None, np.arange(n_train),
+                                              np.arange(n_train, n_train + n_test))]
+  if "all" in files:
+    arrays = files["all"]
+    kind = task_kind(arrays)
+    y_key = embedding_files.LABELS if kind == suite.CLASSIFICATION else embedding_files.TARGETS
+    schemes = embedding_files.split_schemes(arrays)
+    if not schemes:
+      raise ValueError("all.npz has no split_<scheme> arrays, so there is no test set; the task "
+                       "must provide split schemes (see Task.embedding_inputs).")
+    evaluations = []
+    for scheme, split in schemes.items():
+      train_rows = np.flatnonzero(split != embedding_files.SPLIT_TEST)
+      test_rows = np.flatnonzero(split == embedding_files.SPLIT_TEST)
+      if not len(test_rows) or not len(train_rows):
+        raise ValueError(f"split_{scheme} has {len(train_rows)} train+valid and {len(test_rows)} "
+                         "test rows; each needs at least one.")
+      evaluations.append(Evaluation(scheme_family(scheme), train_rows, test_rows))
+    features = {k: arrays[k] for k in embedding_files.EMBEDDING_KEYS if k in arrays}
+    return features, {y_key: arrays[y_key]}, evaluations
+  raise ValueError(f"Found embedding splits {sorted(files)}; the probes need train and test, or "
+                   "all (with split_* schemes). Run `python -m experiments.embed` first.")
+
+
+def _summary(values: Sequence[float]) -> dict[str, float]:
+  values = np.asarray(values, np.float64)
+  return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": int(len(values))}
+
+
+def run_probes(files: Mapping[str, Mapping[str, np.ndarray]],
+               settings: ProbeSettings = ProbeSettings()) -> dict[str, Any]:
+  """Fits and scores every selected probe on every selected embedding.
+
+  Args:
+    files: split name -> the arrays of its embedding file.
+    settings: see `ProbeSettings`.
+
+  Returns:
+    {"results": {probe: {embedding: {metric: {mean, std, n}}}},
+     "chosen": {probe: {embedding: [hyper-parameters chosen by CV, one per fit]}},
+     "seconds": {probe: {embedding: total fit + score wall time}},
+     "info": what was fitted on what (kind, layout, row counts, settings, checkpoint step, ...)}.
+  """
+  features, annotations, evaluations = plan(files)
+  kind = suite.CLASSIFICATION if embedding_files.LABELS in annotations else suite.REGRESSION
+  y = next(iter(annotations.values()))
+  probes = suite.select_probes(kind, settings.probes)
+  names = list(settings.embeddings or features)
+  missing = [name for name in names if name not in features]
+  if missing:
+    raise ValueError(f"No {missing} embeddings in the files (they hold {sorted(features)}).")
+
+  fits = [(evaluation, subsample(evaluation.train_rows, y, settings.max_train, kind))
+          for evaluation in evaluations]
+  values = collections.defaultdict(list)
+  chosen = collections.defaultdict(lambda: collections.defaultdict(list))
+  seconds = collections.defaultdict(lambda: collections.defaultdict(float))
+  for probe in probes:
+    seeds = range(settings.num_seeds) if probe.stochastic else (0,)
+    for name in names:
+      x = features[name]
+      for evaluation, train_rows in fits:
+        for seed in seeds:
+          outcome = suite.fit_and_score(probe, seed, x[train_rows], y[train_rows],
+                                        x[evaluation.test_rows], y[evaluation.test_rows],
+                                        settings.cv_folds)
+          for metric, value in outcome.metrics.items():
+            label = metric if evaluation.family is None else f"{metric}@{evaluation.family}"
+            values[probe.name, name, label].append(value)
+          if outcome.chosen:
+            chosen[probe.name][name].append(outcome.chosen)
+          seconds[probe.name][name] += outcome.seconds
+
+  results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+  for (probe_name, name, label), metric_values in values.items():
+    results.setdefault(probe_name, {}).setdefault(name, {})[label] = _summary(metric_values)
+  first = next(iter(files.values()))
+  info = {
+      "kind": kind,
+      "layout": "train/test" if evaluations[0].family is None else "split schemes",
+      "evaluations": [{"family": e.family, "train_rows": int(len(e.train_rows)),
+                       "fitted_rows": int(len(rows)), "test_rows": int(len(e.test_rows))}
+                      for e, rows in fits],
+      "settings": dataclasses.asdict(settings),
+      "probes": {p.name: {"stochastic": p.stochastic,
+                          "grid": {k: list(v) for k, v in p.grid.items()}} for p in probes},
+      **{key: first[key].item() for key in ("step", "data_name", "method") if key in first},
+  }
+  return {"results": results, "chosen": {k: dict(v) for k, v in chosen.items()},
+          "seconds": {k: dict(v) for k, v in seconds.items()}, "info": info}

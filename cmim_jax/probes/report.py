@@ -1,0 +1,202 @@
+"""Markdown tables and PNG figures of probe results and run comparisons; atomic file writes."""
+
+from __future__ import annotations
+
+import io
+import os
+import pathlib
+import tempfile
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from cmim_jax.probes import compare as compare_lib  # pylint: disable=wrong-import-position
+
+
+def write_atomic(path: str | pathlib.Path, data: str | bytes) -> pathlib.Path:
+  """Writes text or bytes to `path` via a temporary file and `os.replace`."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  payload = data.encode("utf-8") if isinstance(data, str) else data
+  fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+  try:
+    os.fchmod(fd, 0o644)
+    with os.fdopen(fd, "wb") as file:
+      file.write(payload)
+    os.replace(temp_name, path)
+  except BaseException:
+    pathlib.Path(temp_name).unlink(missing_ok=True)
+    raise
+  return path
+
+
+def _save_figure(figure, path: str | pathlib.Path) -> pathlib.Path:
+  buffer = io.BytesIO()
+  figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+  plt.close(figure)
+  return write_atomic(path, buffer.getvalue())
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  lines += ["| " + " | ".join(row) + " |" for row in rows]
+  return "\n".join(lines) + "\n"
+
+
+def _value(summary: Mapping[str, float] | None) -> str:
+  if summary is None:
+    return "-"
+  if summary["n"] > 1:
+    return f"{summary['mean']:.4f} ± {summary['std']:.4f} (n={summary['n']})"
+  return f"{summary['mean']:.4f}"
+
+
+def probe_markdown(report: Mapping) -> str:
+  """results.md of one run from the output of `evaluate.run_probes` (plus "wall_seconds")."""
+  info, results = report["info"], report["results"]
+  embeddings = list(dict.fromkeys(e for by_e in results.values() for e in by_e))
+  settings = info["settings"]
+  title = " ".join(f"{key} {info[key]}" for key in ("method", "data_name") if key in info)
+  lines = [f"# Probe results{': ' + title if title else ''}"
+           f"{' (checkpoint step ' + str(info['step']) + ')' if 'step' in info else ''}", ""]
+  for evaluation in info["evaluations"]:
+    where = ("the train split, scored on the test split" if evaluation["family"] is None else
+             f"train+valid of split scheme family {evaluation['family']!r}, scored on its test")
+    sampled = (f" (a fixed subsample of {evaluation['train_rows']}: seed 0"
+               f"{', stratified by label' if info['kind'] == 'classification' else ''}; "
+               f"max_train={settings['max_train']})"
+               if evaluation["fitted_rows"] < evaluation["train_rows"] else "")
+    lines.append(f"- Fitted on {evaluation['fitted_rows']} rows of {where} "
+                 f"({evaluation['test_rows']} rows){sampled}.")
+  grids = [f"{name} {', '.join(f'{k} in {v}' for k, v in probe['grid'].items())}"
+           for name, probe in info["probes"].items() if probe["grid"]]
+  stochastic = [name for name, probe in info["probes"].items() if probe["stochastic"]]
+  lines += [
+      "- Features standardised with the training rows' statistics (inside each CV fold too)"
+      + ("; targets likewise, metrics in the original units." if info["kind"] == "regression"
+         else "."),
+      f"- Hyper-parameters chosen by {settings['cv_folds']}-fold cross-validation on the training "
+      f"rows only: {'; '.join(grids) if grids else 'none'}.",
+      f"- Stochastic probes ({', '.join(stochastic) or 'none'}): mean ± std over "
+      f"{settings['num_seeds']} seeds; n counts the fits pooled (seeds x split schemes).",
+  ]
+  if "wall_seconds" in report:
+    lines.append(f"- Wall time of the probes: {report['wall_seconds']:.1f} s.")
+  lines.append("")
+  rows = []
+  for probe, by_embedding in results.items():
+    metrics = list(dict.fromkeys(m for by_m in by_embedding.values() for m in by_m))
+    for metric in metrics:
+      rows.append([probe, metric] + [_value(by_embedding.get(e, {}).get(metric))
+                                      for e in embeddings])
+  lines.append(_table(["probe", "metric", *embeddings], rows))
+  return "\n".join(lines)
+
+
+def _signed(value: float) -> str:
+  return "-" if not np.isfinite(value) else f"{value:+.3f}"
+
+
+def compare_markdown(table: compare_lib.Table, comparison: Mapping,
+                     geometry_by_run: Mapping[str, Mapping], figures: Sequence[str]) -> str:
+  """compare.md: run summaries, per-criterion values with z-scores and ranks, geometry."""
+  runs = list(comparison["per_run"])
+  lines = [f"# Comparison of {', '.join(runs)}", "",
+           f"Z-scores per (probe, metric) across the {len(table.entries)} (run, embedding) "
+           "entries, oriented so that higher is better (RMSE negated); rank 1 is the best. "
+           "Means are over every (probe, metric) below.", ""]
+  if table.dropped:
+    lines += ["Left out because some entry lacks them: "
+              + ", ".join(f"{probe} {metric}" for probe, metric in table.dropped) + ".", ""]
+  lines += ["## Runs", ""]
+  lines.append(_table(["run", "mean z", "mean rank", "cells"], [
+      [run, _signed(s["mean_z"]), f"{s['mean_rank']:.2f}", str(s["n"])]
+      for run, s in sorted(comparison["per_run"].items(), key=lambda kv: -kv[1]["mean_z"])]))
+  lines += ["## Run x embedding", ""]
+  lines.append(_table(["run", "embedding", "mean z", "mean rank", "cells"], [
+      [run, embedding, _signed(s["mean_z"]), f"{s['mean_rank']:.2f}", str(s["n"])]
+      for (run, embedding), s in sorted(comparison["per_entry"].items(),
+                                        key=lambda kv: -kv[1]["mean_z"])]))
+  lines += ["## Per probe: value (z, rank)", ""]
+  rows = []
+  for c, (probe, metric) in enumerate(table.criteria):
+    cells = []
+    for e in range(len(table.entries)):
+      value = table.values[e, c]
+      cells.append("-" if not np.isfinite(value) else
+                   f"{value:.4f} ({_signed(comparison['z'][e, c])}, "
+                   f"#{comparison['rank'][e, c]:g})")
+    rows.append([probe, metric, *cells])
+  lines.append(_table(["probe", "metric", *[f"{r}/{e}" for r, e in table.entries]], rows))
+  if geometry_by_run:
+    lines += ["## Geometry of the mean encodings", "",
+              "Radius = Euclidean norm of mu(x); cosine = pairwise cosine similarity of mean "
+              "encodings (mean / variance over pairs).", ""]
+    rows = []
+    for run, geo in geometry_by_run.items():
+      row = [run, geo["split"], f"{geo['radius']['mean']:.3f}", f"{geo['radius']['std']:.3f}",
+             f"{geo['cosine']['mean']:.4f}", f"{geo['cosine']['var']:.4f}"]
+      for key in ("within_class", "across_class"):
+        moments = geo.get(key)
+        row += (["-", "-"] if moments is None else
+                [f"{moments['mean']:.4f}", f"{moments['var']:.4f}"])
+      rows.append(row)
+    lines.append(_table(["run", "split", "radius mean", "radius std", "cos mean", "cos var",
+                         "within-class cos mean", "within var", "across-class cos mean",
+                         "across var"], rows))
+  if figures:
+    lines += ["## Figures", ""] + [f"![{name}]({name})" for name in figures] + [""]
+  return "\n".join(lines)
+
+
+def plot_comparison(comparison: Mapping, path: str | pathlib.Path) -> pathlib.Path:
+  """Bar charts of mean z-score and mean rank per run, one bar per embedding."""
+  per_entry = comparison["per_entry"]
+  runs = list(comparison["per_run"])
+  embeddings = list(dict.fromkeys(e for _, e in per_entry))
+  width = 0.8 / len(embeddings)
+  figure, axes = plt.subplots(1, 2, figsize=(max(7.0, 1.8 * len(runs) + 3), 3.8),
+                              layout="constrained")
+  for axis, key, label in ((axes[0], "mean_z", "mean z-score (higher is better)"),
+                           (axes[1], "mean_rank", "mean rank (lower is better)")):
+    for j, embedding in enumerate(embeddings):
+      heights = [per_entry.get((run, embedding), {}).get(key, np.nan) for run in runs]
+      axis.bar(np.arange(len(runs)) + (j - (len(embeddings) - 1) / 2) * width, heights, width,
+               label=embedding)
+    axis.set_xticks(np.arange(len(runs)), runs)
+    axis.set_ylabel(label)
+    axis.axhline(0.0, color="black", linewidth=0.6)
+  axes[0].legend(title="embedding", fontsize="small")
+  figure.suptitle("Probe comparison across runs")
+  return _save_figure(figure, path)
+
+
+def plot_geometry(geo: Mapping, title: str, path: str | pathlib.Path) -> pathlib.Path:
+  """Histograms of the latent norms and of the pairwise angles between mean encodings.
+
+  With labels (`geo["same_class"]`), the angles of within-class and across-class pairs are drawn as
+  separate densities.
+  """
+  figure, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+  axes[0].hist(geo["norms"], bins=60, color="tab:blue")
+  axes[0].set_xlabel("||mu(x)|| (radius)")
+  axes[0].set_ylabel("examples")
+  bins = np.linspace(0.0, 180.0, 91)
+  same = geo.get("same_class")
+  if same is None:
+    axes[1].hist(geo["angles"], bins=bins, color="tab:orange", density=True, label="all pairs")
+  else:
+    for mask, label, color in ((same, "within class", "tab:green"),
+                               (~same, "across classes", "tab:red")):
+      if mask.any():
+        axes[1].hist(geo["angles"][mask], bins=bins, color=color, alpha=0.6, density=True,
+                     label=label)
+  axes[1].set_xlabel("angle between mean encodings (degrees)")
+  axes[1].set_ylabel("density of pairs")
+  axes[1].legend(fontsize="small")
+  figure.suptitle(title)
+  return _save_figure(figure, path)

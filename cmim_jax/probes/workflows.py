@@ -1,0 +1,153 @@
+"""File-level jobs behind `experiments.probe` and `experiments.compare`.
+
+  probe_run(embeddings_dir, out_dir)  reads <split>.npz, writes results.json and results.md
+  compare_runs(run_dirs, out_dir)     reads each run's probe/results.json and embeddings, writes
+                                      compare.md, compare.json, comparison.png, geometry_<run>.png
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import re
+import time
+from typing import Any, Sequence
+
+from absl import logging
+
+from cmim_jax import embedding_files
+from cmim_jax.probes import compare as compare_lib
+from cmim_jax.probes import evaluate, geometry, report
+
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+
+
+def probe_dir(run_dir: str | pathlib.Path) -> pathlib.Path:
+  return pathlib.Path(run_dir) / "probe"
+
+
+def load_embedding_files(embeddings_dir: str | pathlib.Path) -> dict[str, dict]:
+  """split -> arrays of every `<split>.npz` in `embeddings_dir`."""
+  embeddings_dir = pathlib.Path(embeddings_dir)
+  paths = sorted(embeddings_dir.glob("*.npz"))
+  if not paths:
+    raise FileNotFoundError(
+        f"No embedding files (*.npz) in {embeddings_dir}; run `python -m experiments.embed "
+        f"--workdir=<run dir>` first.")
+  return {path.stem: embedding_files.load_npz(path) for path in paths}
+
+
+def _json_ready(value: Any) -> Any:
+  """Nested containers with NaN/inf turned into None (JSON has no NaN) and tuple keys joined."""
+  if isinstance(value, dict):
+    return {("/".join(k) if isinstance(k, tuple) else str(k)): _json_ready(v)
+            for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_json_ready(v) for v in value]
+  if hasattr(value, "tolist"):
+    return _json_ready(value.tolist())
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
+
+
+def _dump_json(value: Any) -> str:
+  return json.dumps(_json_ready(value), indent=2, allow_nan=False) + "\n"
+
+
+def probe_run(embeddings_dir: str | pathlib.Path, out_dir: str | pathlib.Path,
+              settings: evaluate.ProbeSettings = evaluate.ProbeSettings()) -> dict[str, Any]:
+  """Probes the embeddings in `embeddings_dir`; writes results.json and results.md to `out_dir`.
+
+  Returns the report: see `evaluate.run_probes`, plus "wall_seconds".
+  """
+  files = load_embedding_files(embeddings_dir)
+  start = time.perf_counter()
+  result = evaluate.run_probes(files, settings)
+  result["wall_seconds"] = time.perf_counter() - start
+  out_dir = pathlib.Path(out_dir)
+  report.write_atomic(out_dir / RESULTS_JSON, _dump_json(result))
+  report.write_atomic(out_dir / RESULTS_MD, report.probe_markdown(result))
+  return result
+
+
+def _file_name(run: str) -> str:
+  return re.sub(r"[^A-Za-z0-9_.-]", "_", run)
+
+
+def _load_probe_results(run_dir: pathlib.Path) -> dict[str, Any]:
+  path = probe_dir(run_dir) / RESULTS_JSON
+  if not path.is_file():
+    raise FileNotFoundError(f"{path} does not exist; run `python -m experiments.probe "
+                            f"--workdir={run_dir}` first.")
+  return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _run_geometry(run_dir: pathlib.Path, max_points: int) -> dict[str, Any] | None:
+  """Geometry of the run's mean encodings of its test split (or of "all"), if embedded."""
+  for split in ("test", "all"):
+    path = embedding_files.embeddings_dir(run_dir) / f"{split}.npz"
+    if path.is_file():
+      arrays = embedding_files.load_npz(path)
+      return {"split": split, **geometry.geometry(
+          arrays["mean"], arrays.get(embedding_files.LABELS), max_points)}
+  logging.warning("No test.npz or all.npz under %s: no geometry diagnostics for this run.",
+                  embedding_files.embeddings_dir(run_dir))
+  return None
+
+
+def compare_runs(run_dirs: Sequence[str | pathlib.Path], out_dir: str | pathlib.Path,
+                 names: Sequence[str] | None = None, max_points: int = 2000) -> dict[str, Any]:
+  """Compares probed runs: z-scores and ranks, tables, a bar chart and geometry figures.
+
+  Args:
+    run_dirs: run directories, each with probe/results.json (and embeddings/ for geometry).
+    out_dir: where compare.md, compare.json and the PNGs go.
+    names: a display name per run; default the directories' base names (which must differ).
+    max_points: rows of the mean encodings used for the pairwise statistics.
+
+  Returns:
+    compare.json's content.
+  """
+  run_dirs = [pathlib.Path(d) for d in run_dirs]
+  if len(run_dirs) < 2:
+    raise ValueError(f"Compare needs at least two run directories, got {len(run_dirs)}.")
+  names = list(names) if names else [d.name for d in run_dirs]
+  if len(names) != len(run_dirs) or len(set(names)) != len(names):
+    raise ValueError(f"Run names {names} must be unique, one per directory; pass --names=a,b,...")
+  reports = {name: _load_probe_results(d) for name, d in zip(names, run_dirs)}
+  data_names = {name: r["info"].get("data_name") for name, r in reports.items()}
+  if len(set(data_names.values())) > 1:
+    raise ValueError(f"The runs were probed on different data ({data_names}); compare runs "
+                     "embedded on the same data set.")
+
+  table = compare_lib.build_table({name: r["results"] for name, r in reports.items()})
+  if not table.criteria:
+    raise ValueError("No (probe, metric) is shared by every run and embedding; probe the runs "
+                     "with the same --probes.")
+  comparison = compare_lib.compare(table)
+  geometry_by_run = {name: geo for name, d in zip(names, run_dirs)
+                     if (geo := _run_geometry(d, max_points)) is not None}
+
+  out_dir = pathlib.Path(out_dir)
+  figures = [report.plot_comparison(comparison, out_dir / "comparison.png").name]
+  for name, geo in geometry_by_run.items():
+    figures.append(report.plot_geometry(
+        geo, f"{name}: mean encodings ({geo['split']} split)",
+        out_dir / f"geometry_{_file_name(name)}.png").name)
+  report.write_atomic(out_dir / "compare.md",
+                      report.compare_markdown(table, comparison, geometry_by_run, figures))
+  content = {
+      "runs": dict(zip(names, map(str, run_dirs))),
+      "entries": table.entries, "criteria": table.criteria, "values": table.values,
+      "dropped_criteria": table.dropped,
+      "z": comparison["z"], "rank": comparison["rank"],
+      "per_entry": comparison["per_entry"], "per_run": comparison["per_run"],
+      "geometry": {name: {k: v for k, v in geo.items()
+                          if k not in ("norms", "angles", "same_class")}
+                   for name, geo in geometry_by_run.items()},
+  }
+  report.write_atomic(out_dir / "compare.json", _dump_json(content))
+  return content

@@ -1,0 +1,46 @@
+"""Embeds a data set with a trained checkpoint: `python -m experiments.embed --workdir=DIR`.
+
+Writes DIR/embeddings/<split>.npz (see `cmim_jax.embedding_files` for the layout) for the latest
+checkpoint, or `--step=N`, and the data set it was trained on, or `--data_name=NAME` (another
+registered task whose inputs the model accepts). Same inputs, same bytes.
+
+  python -m experiments.embed --workdir=/tmp/cmim_mnist --split=train,test
+"""
+
+import pathlib
+import time
+
+from absl import app, flags, logging
+
+from cmim_jax import embed, embedding_files
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory holding checkpoints/.")
+_SPLIT = flags.DEFINE_list("split", None, "Splits to embed; default: every split of the task.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step; default: the latest.")
+_DATA_NAME = flags.DEFINE_string("data_name", None,
+                                 "Embed this registered task instead of the trained one.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None,
+                                "Override config.data.data_dir (where the data files are).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", None,
+                                   "Examples per jitted call; default: config.eval.batch_size.")
+_OUT_DIR = flags.DEFINE_string("out_dir", None, "Output folder; default: WORKDIR/embeddings.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  start = time.perf_counter()
+  trained = embed.load_trained(_WORKDIR.value, step=_STEP.value, data_name=_DATA_NAME.value,
+                               data_dir=_DATA_DIR.value)
+  logging.info("Restored step %d of %s (method %s, data %s).", trained.step, _WORKDIR.value,
+               trained.config.loss.method, trained.config.data.name)
+  out_dir = pathlib.Path(_OUT_DIR.value or embedding_files.embeddings_dir(_WORKDIR.value))
+  paths = embed.write_embeddings(trained, out_dir, _SPLIT.value, _BATCH_SIZE.value)
+  for split, path in paths.items():
+    logging.info("Wrote %s embeddings to %s", split, path)
+  logging.info("Embedding took %.1f s.", time.perf_counter() - start)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,308 @@
+"""Probe suite, z-score / rank maths, geometry diagnostics and embedding files: synthetic data."""
+
+import json
+
+import numpy as np
+import pytest
+
+from cmim_jax import embedding_files
+from cmim_jax.probes import compare, evaluate, geometry, suite
+
+
+def blobs(num: int, seed: int, separation: float = 12.0, num_classes: int = 3, dim: int = 6):
+  """Gaussian classes (unit variance) whose centres are `separation` apart on distinct axes."""
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, num_classes, num)
+  centres = separation * np.eye(num_classes, dim)
+  return (centres[labels] + rng.normal(size=(num, dim))).astype(np.float32), labels
+
+
+def linear_data(num: int, seed: int, num_targets: int = 1, noise: float = 0.05):
+  """x ~ N(0, I) [num, 3]; y = x @ w + noise [num, T] with a fixed w."""
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(num, 3)).astype(np.float32)
+  w = np.array([[2.0, -1.0], [1.0, 0.5], [-0.5, 2.0]])[:, :num_targets]
+  return x, x @ w + noise * rng.normal(size=(num, num_targets))
+
+
+# -- probes with known answers --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("probe", suite.CLASSIFICATION_PROBES, ids=lambda p: p.name)
+def test_classification_probe_separates_separable_classes(probe):
+  # The MLP holds out 10% of its rows for early stopping, which needs a few hundred rows.
+  x_train, y_train = blobs(600 if probe.name == "mlp" else 150, seed=0)
+  x_test, y_test = blobs(90, seed=1)
+  outcome = suite.fit_and_score(probe, 0, x_train, y_train, x_test, y_test)
+  assert outcome.metrics["accuracy"] >= (0.97 if probe.name == "mlp" else 1.0)
+  assert set(outcome.chosen) == set(probe.grid)
+
+
+@pytest.mark.parametrize("probe", suite.CLASSIFICATION_PROBES, ids=lambda p: p.name)
+def test_classification_probe_is_at_chance_without_signal(probe):
+  x_train, _ = blobs(150, seed=0)
+  x_test, _ = blobs(300, seed=1)
+  rng = np.random.default_rng(2)
+  outcome = suite.fit_and_score(probe, 0, x_train, rng.integers(0, 3, 150), x_test,
+                                rng.integers(0, 3, 300))
+  assert outcome.metrics["accuracy"] < 0.5  # Chance is 1/3.
+
+
+# Local averagers (KNN, forests, an RBF kernel) follow a linear trend less closely than the linear
+# and MLP probes, and not beyond the training range.
+_MIN_R2 = {"knn5": 0.9, "random_forest": 0.9, "svr_rbf": 0.9}
+
+
+@pytest.mark.parametrize("num_targets", [1, 2])
+@pytest.mark.parametrize("probe", suite.REGRESSION_PROBES, ids=lambda p: p.name)
+def test_regression_probe_fits_a_linear_target(probe, num_targets):
+  x_train, y_train = linear_data(300, seed=0, num_targets=num_targets)
+  x_test, y_test = linear_data(100, seed=1, num_targets=num_targets)
+  outcome = suite.fit_and_score(probe, 0, x_train, y_train, x_test, y_test)
+  assert outcome.metrics["r2"] > _MIN_R2.get(probe.name, 0.98)
+  # RMSE is in the targets' units (std sqrt(5.25) = 2.3 per column), so R^2 pins it down.
+  std = np.sqrt(5.25)
+  assert outcome.metrics["rmse"] == pytest.approx(
+      std * np.sqrt(1.0 - outcome.metrics["r2"]), rel=0.15)
+
+
+def test_score_by_hand():
+  metrics = suite.score(suite.REGRESSION, np.array([1.0, 2.0, 3.0, 4.0]),
+                        np.array([1.0, 2.0, 3.0, 5.0]))
+  assert metrics["rmse"] == pytest.approx(0.5)  # sqrt(1 / 4)
+  assert metrics["r2"] == pytest.approx(1.0 - 1.0 / 5.0)  # SS_res = 1, SS_tot = 5
+  two = suite.score(suite.REGRESSION, np.array([[0.0, 0.0], [2.0, 4.0]]),
+                    np.array([[1.0, 0.0], [2.0, 4.0]]))
+  assert two["rmse"] == pytest.approx((np.sqrt(0.5) + 0.0) / 2)  # averaged over target columns
+  assert two["r2"] == pytest.approx(((1.0 - 1.0 / 2.0) + 1.0) / 2)
+  assert suite.score(suite.CLASSIFICATION, np.array([0, 1, 2, 2]),
+                     np.array([0, 1, 1, 2]))["accuracy"] == 0.75
+
+
+@pytest.mark.parametrize("probe_name", ["logistic_regression", "linear_svm"])
+def test_hyper_parameters_are_chosen_on_train_only(probe_name):
+  probe = suite.select_probes(suite.CLASSIFICATION, [probe_name])[0]
+  x_train, y_train = blobs(150, seed=0, separation=2.0)
+  x_test, y_test = blobs(90, seed=1, separation=2.0)
+  honest = suite.fit_and_score(probe, 0, x_train, y_train, x_test, y_test)
+  scrambled = suite.fit_and_score(probe, 0, x_train, y_train, -x_test[::-1], y_test)
+  assert honest.chosen == scrambled.chosen
+  assert honest.chosen["C"] in probe.grid["C"]
+
+
+def test_features_are_standardised_inside_the_probe():
+  probe = suite.select_probes(suite.CLASSIFICATION, ["knn5_euclidean"])[0]
+  x_train, y_train = blobs(150, seed=0, separation=3.0)
+  x_test, y_test = blobs(90, seed=1, separation=3.0)
+  scale = np.array([1e3, 1e-3, 1.0, 1.0, 5.0, 1.0], np.float32)  # Per-feature units.
+  plain = suite.fit_and_score(probe, 0, x_train, y_train, x_test, y_test)
+  rescaled = suite.fit_and_score(probe, 0, x_train * scale, y_train, x_test * scale, y_test)
+  assert plain.metrics == rescaled.metrics
+
+
+def test_select_probes_rejects_unknown_names():
+  with pytest.raises(ValueError, match="knn5_cosine"):
+    suite.select_probes(suite.CLASSIFICATION, ["svm_rbf"])
+
+
+# -- running the suite on embedding files ---------------------------------------------------------
+
+
+def test_subsample_is_stratified_fixed_and_sorted():
+  labels = np.repeat([0, 1, 2, 3], [400, 300, 200, 100])
+  rows = np.arange(1000)
+  kept = evaluate.subsample(rows, labels, 100, suite.CLASSIFICATION)
+  assert len(kept) == 100 and np.all(np.diff(kept) > 0)
+  np.testing.assert_array_equal(np.bincount(labels[kept]), [40, 30, 20, 10])
+  np.testing.assert_array_equal(kept, evaluate.subsample(rows, labels, 100, suite.CLASSIFICATION))
+  assert evaluate.subsample(rows, labels, None, suite.CLASSIFICATION) is rows
+
+
+def _classification_files(step_test: int = 7):
+  x_train, y_train = blobs(120, seed=0)
+  x_test, y_test = blobs(60, seed=1)
+  rng = np.random.default_rng(0)
+  common = dict(data_name=np.str_("blobs"), method=np.str_("cmim"))
+  return {
+      "train": dict(mean=x_train, informative=rng.normal(size=(120, 4)), labels=y_train,
+                    step=np.int64(7), **common),
+      "test": dict(mean=x_test, informative=rng.normal(size=(60, 4)), labels=y_test,
+                   step=np.int64(step_test), **common),
+  }
+
+
+def test_run_probes_on_train_test_files():
+  settings = evaluate.ProbeSettings(max_train=100, num_seeds=2,
+                                    probes=("knn5_cosine", "random_forest"))
+  report = evaluate.run_probes(_classification_files(), settings)
+  results = report["results"]
+  assert set(results) == {"knn5_cosine", "random_forest"}
+  # The mean embedding carries the classes; the "informative" one here is pure noise.
+  assert results["knn5_cosine"]["mean"]["accuracy"] == {"mean": 1.0, "std": 0.0, "n": 1}
+  assert results["knn5_cosine"]["informative"]["accuracy"]["mean"] < 0.7
+  assert results["random_forest"]["mean"]["accuracy"]["n"] == 2
+  assert report["info"]["evaluations"] == [
+      {"family": None, "train_rows": 120, "fitted_rows": 100, "test_rows": 60}]
+  assert report["info"]["step"] == 7 and report["info"]["data_name"] == "blobs"
+  json.dumps(report)  # JSON-ready as it is.
+
+
+def test_run_probes_refuses_files_from_different_checkpoints():
+  with pytest.raises(ValueError, match="disagree on step"):
+    evaluate.run_probes(_classification_files(step_test=8))
+
+
+def test_run_probes_on_split_schemes_pools_each_family():
+  x, y = linear_data(160, seed=0)
+  rng = np.random.default_rng(1)
+  schemes = {}
+  for name in ("random0", "random1", "random2", "scaffold"):
+    split = rng.choice([0, 1, 2], size=160, p=[0.7, 0.1, 0.2]).astype(np.int8)
+    schemes[f"split_{name}"] = split
+  files = {"all": dict(mean=x, targets=y, step=np.int64(3), **schemes)}
+  settings = evaluate.ProbeSettings(num_seeds=2, probes=("ridge", "random_forest"))
+  report = evaluate.run_probes(files, settings)
+  ridge = report["results"]["ridge"]["mean"]
+  assert set(ridge) == {"rmse@random", "r2@random", "rmse@scaffold", "r2@scaffold"}
+  assert ridge["r2@random"]["n"] == 3 and ridge["r2@scaffold"]["n"] == 1
+  assert ridge["r2@random"]["mean"] > 0.99
+  assert report["results"]["random_forest"]["mean"]["r2@random"]["n"] == 6  # 3 schemes x 2 seeds
+  # Train and valid rows are fitted on; test rows are scored.
+  first = report["info"]["evaluations"][0]
+  assert first["train_rows"] == int(np.sum(schemes["split_random0"] != 2))
+  assert first["test_rows"] == int(np.sum(schemes["split_random0"] == 2))
+  assert evaluate.scheme_family("random12") == "random"
+  assert evaluate.scheme_family("scaffold") == "scaffold"
+
+
+def test_run_probes_needs_a_test_set():
+  x, y = linear_data(20, seed=0)
+  with pytest.raises(ValueError, match="split_"):
+    evaluate.run_probes({"all": dict(mean=x, targets=y)})
+  with pytest.raises(ValueError, match="train and test"):
+    evaluate.run_probes({"train": dict(mean=x, targets=y)})
+
+
+# -- z-scores and ranks ---------------------------------------------------------------------------
+
+
+def _results(accuracy, rmse):
+  return {"knn": {"mean": {"accuracy": {"mean": accuracy, "std": 0.0, "n": 1}}},
+          "ridge": {"mean": {"rmse": {"mean": rmse, "std": 0.0, "n": 1}}}}
+
+
+def test_zscores_and_ranks_by_hand():
+  # accuracy (higher better) 0.9, 0.9, 0.6: mean 0.8, population std sqrt(0.02).
+  # rmse (lower better) 2, 1, 3 -> oriented -2, -1, -3: mean -2, population std sqrt(2/3).
+  table = compare.build_table({"a": _results(0.9, 2.0), "b": _results(0.9, 1.0),
+                               "c": _results(0.6, 3.0)})
+  assert table.entries == [("a", "mean"), ("b", "mean"), ("c", "mean")]
+  assert table.criteria == [("knn", "accuracy"), ("ridge", "rmse")]
+  result = compare.compare(table)
+  z_accuracy = np.array([0.1, 0.1, -0.2]) / np.sqrt(0.02)
+  z_rmse = np.array([0.0, 1.0, -1.0]) / np.sqrt(2.0 / 3.0)
+  np.testing.assert_allclose(result["z"], np.stack([z_accuracy, z_rmse], axis=1))
+  np.testing.assert_array_equal(result["rank"], [[1.5, 2.0], [1.5, 1.0], [3.0, 3.0]])
+  assert result["per_run"]["a"]["mean_z"] == pytest.approx((z_accuracy[0] + z_rmse[0]) / 2)
+  assert result["per_run"]["b"]["mean_rank"] == pytest.approx(1.25)
+  assert result["per_run"]["c"]["mean_rank"] == pytest.approx(3.0)
+  assert result["per_entry"][("b", "mean")]["n"] == 2
+
+
+def test_run_means_pool_its_embeddings_and_equal_values_score_zero():
+  results = {
+      "x": {"knn": {"mean": {"accuracy": {"mean": 0.5}},
+                    "informative": {"accuracy": {"mean": 0.8}}},
+            "rf": {"mean": {"accuracy": {"mean": 0.9}},
+                   "informative": {"accuracy": {"mean": 0.9}}}},
+      "y": {"knn": {"mean": {"accuracy": {"mean": 0.6}}},
+            "rf": {"mean": {"accuracy": {"mean": 0.9}}}},
+  }
+  table = compare.build_table(results)
+  assert table.entries == [("x", "mean"), ("x", "informative"), ("y", "mean")]
+  result = compare.compare(table)
+  # rf: all equal -> z = 0 and tied ranks 2 for everyone.
+  np.testing.assert_allclose(result["z"][:, 1], 0.0)
+  np.testing.assert_allclose(result["rank"][:, 1], 2.0)
+  # knn: 0.5, 0.8, 0.6, mean 1.9 / 3, deviations (-0.4, 0.5, -0.1) / 3, variance 0.42 / 27.
+  z_knn = np.array([-0.4, 0.5, -0.1]) / 3 / np.sqrt(0.42 / 27)
+  np.testing.assert_allclose(result["z"][:, 0], z_knn)
+  np.testing.assert_array_equal(result["rank"][:, 0], [3.0, 1.0, 2.0])
+  assert result["per_run"]["x"]["mean_z"] == pytest.approx((z_knn[0] + z_knn[1]) / 4)
+  assert result["per_run"]["x"]["mean_rank"] == pytest.approx((3.0 + 1.0 + 2.0 + 2.0) / 4)
+  assert result["per_run"]["x"]["n"] == 4
+  assert result["per_entry"][("x", "informative")]["mean_z"] == pytest.approx(z_knn[1] / 2)
+  assert result["per_run"]["y"]["mean_rank"] == pytest.approx((2.0 + 2.0) / 2)
+
+
+def test_criteria_missing_from_an_entry_are_dropped():
+  table = compare.build_table({"a": _results(0.9, 2.0),
+                               "b": {"knn": _results(0.8, 1.0)["knn"]}})
+  assert table.criteria == [("knn", "accuracy")]
+  assert table.dropped == [("ridge", "rmse")]
+
+
+def test_zscore_and_rank_maths_skip_absent_cells():
+  scores = np.array([[1.0, np.nan], [3.0, 2.0], [np.nan, 4.0]])
+  np.testing.assert_allclose(compare.zscores(scores), [[-1, np.nan], [1, -1], [np.nan, 1]])
+  np.testing.assert_array_equal(compare.ranks(scores), [[2, np.nan], [1, 2], [np.nan, 1]])
+
+
+def test_scheme_metrics_keep_their_orientation():
+  assert compare.metric_base("rmse@scaffold") == "rmse"
+  table = compare.build_table({
+      "a": {"svr": {"mean": {"rmse@random": {"mean": 1.0}}}},
+      "b": {"svr": {"mean": {"rmse@random": {"mean": 2.0}}}}})
+  np.testing.assert_array_equal(compare.compare(table)["rank"], [[1.0], [2.0]])
+
+
+# -- geometry -------------------------------------------------------------------------------------
+
+
+def test_geometry_by_hand():
+  x = np.array([[3.0, 0.0], [0.0, 2.0], [-1.0, 0.0], [1.0, 1.0]])
+  labels = np.array([0, 1, 0, 1])
+  geo = geometry.geometry(x, labels)
+  np.testing.assert_allclose(geo["norms"], [3.0, 2.0, 1.0, np.sqrt(2.0)])
+  # Pairs in order (0,1) (0,2) (0,3) (1,2) (1,3) (2,3).
+  cosines = np.array([0.0, -1.0, 1 / np.sqrt(2), 0.0, 1 / np.sqrt(2), -1 / np.sqrt(2)])
+  np.testing.assert_allclose(geo["angles"], [90.0, 180.0, 45.0, 90.0, 45.0, 135.0], atol=1e-6)
+  assert geo["cosine"]["mean"] == pytest.approx(np.mean(cosines))
+  assert geo["cosine"]["var"] == pytest.approx(np.var(cosines))
+  # Same-label pairs: (0,2) and (1,3).
+  np.testing.assert_array_equal(geo["same_class"], [False, True, False, False, True, False])
+  assert geo["within_class"]["mean"] == pytest.approx((-1.0 + 1 / np.sqrt(2)) / 2)
+  assert geo["across_class"]["pairs"] == 4
+  assert geometry.geometry(x)["cosine"]["pairs"] == 6
+  assert "within_class" not in geometry.geometry(x)
+
+
+def test_geometry_subsets_rows_for_pairs_only():
+  x = np.random.default_rng(0).normal(size=(50, 3))
+  geo = geometry.geometry(x, max_points=10)
+  assert len(geo["norms"]) == 50 and geo["cosine"]["pairs"] == 45
+
+
+# -- embedding files ------------------------------------------------------------------------------
+
+
+def test_npz_is_deterministic_and_loads_without_pickle(tmp_path):
+  arrays = {"mean": np.arange(6, dtype=np.float32).reshape(3, 2), "labels": np.array([1, 2, 3]),
+            "step": np.int64(5), "data_name": np.str_("mnist")}
+  first = embedding_files.save_npz(tmp_path / "a" / "test.npz", arrays)
+  second = embedding_files.save_npz(tmp_path / "b" / "test.npz", dict(reversed(arrays.items())))
+  assert first.read_bytes() == second.read_bytes()
+  with np.load(first, allow_pickle=False) as loaded:
+    assert sorted(loaded.files) == sorted(arrays)
+    assert loaded["step"].shape == () and loaded["data_name"].item() == "mnist"
+  loaded = embedding_files.load_npz(first)
+  np.testing.assert_array_equal(loaded["mean"], arrays["mean"])
+  assert [p.name for p in (tmp_path / "a").iterdir()] == ["test.npz"]  # No temp file left.
+
+
+def test_npz_refuses_object_arrays_and_reports_missing_files(tmp_path):
+  with pytest.raises(TypeError, match="object"):
+    embedding_files.save_npz(tmp_path / "x.npz", {"bad": np.array([{}, None], dtype=object)})
+  assert not list(tmp_path.iterdir())
+  with pytest.raises(FileNotFoundError, match="experiments.embed"):
+    embedding_files.load_npz(tmp_path / "missing.npz")
