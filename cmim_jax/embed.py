@@ -56,6 +56,14 @@ def abstract_params(model, example_input: np.ndarray, mesh: Mesh) -> Any:
   return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
 
+def _find_moved_assets(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+  """Points `data.vocab_path` at the workdir's own vocab.json when the saved absolute path is gone
+  (the run folder was moved or copied since training)."""
+  saved = config.data.get("vocab_path")
+  if saved and not pathlib.Path(saved).exists() and (workdir / "vocab.json").exists():
+    config.data.vocab_path = str(workdir / "vocab.json")
+
+
 def load_trained(workdir: str | pathlib.Path, step: int | None = None,
                  data_name: str | None = None, data_dir: str | None = None,
                  devices: Sequence[jax.Device] | None = None) -> Trained:
@@ -81,6 +89,7 @@ def load_trained(workdir: str | pathlib.Path, step: int | None = None,
     elif step not in steps:
       raise ValueError(f"No checkpoint of step {step} in {checkpoint_dir}; available: {steps}.")
     config = checkpointer.restore_config(step)
+    _find_moved_assets(config, pathlib.Path(workdir))
     if data_name:
       config.data.name = data_name
     if data_dir:
