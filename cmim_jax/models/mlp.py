@@ -13,6 +13,13 @@ from cmim_jax.models.gaussian import soft_clamp
 from cmim_jax.models.likelihoods import bernoulli_log_likelihood, gaussian_log_likelihood
 
 
+def _gelu_stack(h: jax.Array, widths: Sequence[int]) -> jax.Array:
+  """Dense + GELU for each width; call it inside an `nn.compact` method (layers become its own)."""
+  for width in widths:
+    h = nn.gelu(nn.Dense(width)(h))
+  return h
+
+
 class GaussianMLPEncoder(nn.Module):
   """x [B, ...] -> (mu [B, D], logvar [B, D]), logvar soft-clamped to [logvar_min, logvar_max]."""
 
@@ -23,9 +30,7 @@ class GaussianMLPEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    h = x.reshape((x.shape[0], -1))
-    for width in self.hidden_sizes:
-      h = nn.gelu(nn.Dense(width)(h))
+    h = _gelu_stack(x.reshape((x.shape[0], -1)), self.hidden_sizes)
     mu = nn.Dense(self.latent_dim, name="mu")(h)
     logvar = nn.Dense(self.latent_dim, name="logvar")(h)
     return mu, soft_clamp(logvar, self.logvar_min, self.logvar_max)
@@ -45,9 +50,7 @@ class BernoulliMLPDecoder(nn.Module):
   @nn.compact
   def __call__(self, z: jax.Array, x: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     del x  # Not autoregressive: the output depends on z alone.
-    hidden = z
-    for width in self.hidden_sizes:
-      hidden = nn.gelu(nn.Dense(width)(hidden))
+    hidden = _gelu_stack(z, self.hidden_sizes)
     logits = nn.Dense(int(np.prod(self.output_shape)), name="logits")(hidden)
     return logits.reshape((z.shape[0], *self.output_shape)), hidden
 
@@ -69,9 +72,7 @@ class GaussianMLPDecoder(nn.Module):
   @nn.compact
   def __call__(self, z: jax.Array, x: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     del x  # Not autoregressive: the output depends on z alone.
-    hidden = z
-    for width in self.hidden_sizes:
-      hidden = nn.gelu(nn.Dense(width)(hidden))
+    hidden = _gelu_stack(z, self.hidden_sizes)
     size = int(np.prod(self.output_shape))
     mean = nn.Dense(size, name="mean")(hidden)
     logvar = soft_clamp(nn.Dense(size, name="logvar")(hidden), self.logvar_min, self.logvar_max)
