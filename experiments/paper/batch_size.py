@@ -4,11 +4,12 @@
       [--data_dir=../shared/data/mnist] [--figures=docs/figures] [--processes=1]
 
 Trains cMIM, cMIM-Sigma (cmim_sum), InfoNCE (augmentations on, as always for it) and MIM (the
-reference; full preset only) on MNIST at each batch size B of the preset, several seeds each, every run seeing the
-same number of training examples (steps = examples // B) on one device (so any B is allowed).
-Each run's mean encodings are probed (the preset's probes); z-scores are taken per (probe, metric)
-across all runs of all methods (`cmim_jax.probes.compare`), and per method the z-score of each
-(B, seed) run is regressed on log B (slope, 95 % CI, p-value; `stats.fit_z_against_log_batch`).
+reference; full preset only) on MNIST at each batch size B of the preset, several seeds each,
+every run seeing the same number of training examples (steps = examples // B) on one device (so
+any B is allowed). Each run's mean encodings are probed (the preset's probes); z-scores are taken
+per (probe, metric) across all runs of all methods (`cmim_jax.probes.compare`), and per method the
+z-score of each (B, seed) run is regressed on log B (slope, 95 % CI, p-value;
+`stats.fit_z_against_log_batch`).
 Only the mean embedding is compared: InfoNCE has no decoder, hence no informative embedding.
 Writes OUT/batch_size_<preset>/{report.md, results.json, batch_size_z.png}.
 """
@@ -31,27 +32,23 @@ from cmim_jax.probes import evaluate  # pylint: disable=wrong-import-position
 from experiments.configs import mnist as mnist_config  # pylint: disable=wrong-import-position
 from experiments.paper import common, stats  # pylint: disable=wrong-import-position
 
+FLAGS = flags.FLAGS
 PRESETS = {
     # Seconds: three batch sizes, one seed (3 points per regression), a tiny MLP.
     "smoke": dict(methods=("cmim", "infonce"), batch_sizes=(2, 10, 50), seeds=1, examples=200,
-                  hidden_sizes=(32,), latent_dim=8, probes=("knn5_cosine", "logistic_regression"), max_train=200),
+                  hidden_sizes=(32,), latent_dim=8, probes=("knn5_cosine", "logistic_regression"),
+                  max_train=200),
     # A loaded 2-core CPU in about half an hour: the three methods the claim is about, five of the
     # batch sizes, a small MLP, 10,000 examples per run (a sixth of an epoch: B=2 takes 5,000
     # steps, B=1000 10), the two fastest probes on 2,000 training rows.
     "cpu": dict(methods=("cmim", "cmim_sum", "infonce"), batch_sizes=(2, 10, 50, 200, 1000),
-                seeds=3, examples=10_000,
-                hidden_sizes=(256,), latent_dim=16,
+                seeds=3, examples=10_000, hidden_sizes=(256,), latent_dim=16,
                 probes=("knn5_cosine", "logistic_regression"), max_train=2000),
     # A GPU: the default MLP, 10 epochs per run, the whole classification probe suite.
     "full": dict(methods=("cmim", "cmim_sum", "infonce", "mim"),
                  batch_sizes=(2, 5, 10, 50, 100, 200, 500, 1000), seeds=5, examples=600_000,
                  hidden_sizes=(512, 512), latent_dim=16, probes=None, max_train=10000),
 }
-_PRESET = flags.DEFINE_enum("preset", "smoke", list(PRESETS), "Scale of the experiment.")
-_OUT = flags.DEFINE_string("out", "runs/paper", "Output folder (runs and report go below it).")
-_DATA_DIR = flags.DEFINE_string("data_dir", "", "MNIST IDX folder; '' = the loaders' default.")
-_FIGURES = flags.DEFINE_string("figures", "", "Also copy the figure here (e.g. docs/figures).")
-_PROCESSES = flags.DEFINE_integer("processes", 1, "Parallel training processes.")
 
 
 def run_config(method: str, batch_size: int, seed: int, preset: dict, data_dir: str):
@@ -152,14 +149,14 @@ def main(argv):
   del argv
   command = common.command_line("experiments.paper.batch_size")
   start = time.perf_counter()
-  preset = PRESETS[_PRESET.value]
-  out_dir = pathlib.Path(_OUT.value) / f"batch_size_{_PRESET.value}"
+  preset = PRESETS[FLAGS.preset]
+  out_dir = pathlib.Path(FLAGS.out) / f"batch_size_{FLAGS.preset}"
   keys = [(m, b, s) for m in preset["methods"] for b in preset["batch_sizes"]
           for s in range(preset["seeds"])]
   workdirs = {key: out_dir / "runs" / f"{key[0]}_b{key[1]}_seed{key[2]}" for key in keys}
   summaries = common.run_all(
-      [(run_config(*key, preset, _DATA_DIR.value), workdirs[key]) for key in keys],
-      _PROCESSES.value, num_devices=1)
+      [(run_config(*key, preset, FLAGS.data_dir), workdirs[key]) for key in keys],
+      FLAGS.processes, num_devices=1)
   settings = evaluate.ProbeSettings(max_train=preset["max_train"], num_seeds=1,
                                     probes=preset["probes"], embeddings=("mean",))
   results = {f"{m}_b{b}_seed{s}": common.embed_and_probe(
@@ -171,7 +168,7 @@ def main(argv):
   figure = plot(z_by_run, fits, out_dir / "batch_size_z.png")
   wall_s = time.perf_counter() - start
   common.write_json(out_dir / "results.json", {
-      "preset": _PRESET.value, "settings": {k: list(v) if isinstance(v, tuple) else v
+      "preset": FLAGS.preset, "settings": {k: list(v) if isinstance(v, tuple) else v
                                             for k, v in preset.items()},
       "machine": common.machine_description(), "wall_time_s": wall_s, "command": command,
       "runs": [{"method": m, "batch_size": b, "seed": s, "z": z_by_run[m, b, s],
@@ -180,12 +177,22 @@ def main(argv):
                for (m, b, s), summary in zip(keys, summaries)],
       "fits": {m: vars(f) for m, f in fits.items()}})
   (out_dir / "report.md").write_text(
-      report(_PRESET.value, preset, z_by_run, fits, wall_s, command))
-  if _FIGURES.value:
-    pathlib.Path(_FIGURES.value).mkdir(parents=True, exist_ok=True)
-    shutil.copy(figure, pathlib.Path(_FIGURES.value) / figure.name)
+      report(FLAGS.preset, preset, z_by_run, fits, wall_s, command))
+  if FLAGS.figures:
+    pathlib.Path(FLAGS.figures).mkdir(parents=True, exist_ok=True)
+    shutil.copy(figure, pathlib.Path(FLAGS.figures) / figure.name)
   print((out_dir / "report.md").read_text())
 
 
+def define_flags() -> None:
+  """The command-line flags (defined only when run as a script, so modules import cleanly)."""
+  flags.DEFINE_enum("preset", "smoke", list(PRESETS), "Scale of the experiment.")
+  flags.DEFINE_string("out", "runs/paper", "Output folder (runs and report go below it).")
+  flags.DEFINE_string("data_dir", "", "MNIST IDX folder; '' = the loaders' default.")
+  flags.DEFINE_string("figures", "", "Also copy the figure here (e.g. docs/figures).")
+  flags.DEFINE_integer("processes", 1, "Parallel training processes.")
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

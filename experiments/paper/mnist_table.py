@@ -27,6 +27,7 @@ from experiments.configs import mnist as mnist_config
 from experiments.paper import common, stats
 
 ALL_METHODS = ("cmim", "cmim_sum", "mim", "vae", "cvae", "infonce", "infonce_x")
+FLAGS = flags.FLAGS
 PRESETS = {
     # Seconds: two methods (one with, one without a decoder), one seed, a tiny MLP.
     "smoke": dict(methods=("cmim", "infonce"), seeds=1, num_steps=20, batch_size=32,
@@ -40,12 +41,6 @@ PRESETS = {
     "full": dict(methods=ALL_METHODS, seeds=3, num_steps=10000, batch_size=128,
                  hidden_sizes=(512, 512), latent_dim=16, probes=None, max_train=10000),
 }
-_PRESET = flags.DEFINE_enum("preset", "smoke", list(PRESETS), "Scale of the experiment.")
-_OUT = flags.DEFINE_string("out", "runs/paper", "Output folder (runs and report go below it).")
-_DATA_DIR = flags.DEFINE_string("data_dir", "", "MNIST IDX folder; '' = the loaders' default.")
-_FASHION_DATA_DIR = flags.DEFINE_string(
-    "fashion_data_dir", "", "Fashion-MNIST IDX folder; '' = skip Fashion-MNIST.")
-_PROCESSES = flags.DEFINE_integer("processes", 1, "Parallel training processes.")
 
 CONFIGS = {"mnist": mnist_config, "fashion_mnist": fashion_config}
 
@@ -121,11 +116,11 @@ def main(argv):
   del argv
   command = common.command_line("experiments.paper.mnist_table")
   start = time.perf_counter()
-  preset = PRESETS[_PRESET.value]
-  out_dir = pathlib.Path(_OUT.value) / f"mnist_table_{_PRESET.value}"
-  datasets = {"mnist": _DATA_DIR.value}
-  if _FASHION_DATA_DIR.value:
-    datasets["fashion_mnist"] = _FASHION_DATA_DIR.value
+  preset = PRESETS[FLAGS.preset]
+  out_dir = pathlib.Path(FLAGS.out) / f"mnist_table_{FLAGS.preset}"
+  datasets = {"mnist": FLAGS.data_dir}
+  if _FASHIONFLAGS.data_dir:
+    datasets["fashion_mnist"] = _FASHIONFLAGS.data_dir
   settings = evaluate.ProbeSettings(max_train=preset["max_train"], num_seeds=1,
                                     probes=preset["probes"])
   keys = [(m, s) for m in preset["methods"] for s in range(preset["seeds"])]
@@ -134,7 +129,7 @@ def main(argv):
     workdirs = {key: out_dir / data_name / f"{key[0]}_seed{key[1]}" for key in keys}
     summaries = dict(zip(keys, common.run_all(
         [(run_config(data_name, data_dir, *key, preset), workdirs[key]) for key in keys],
-        _PROCESSES.value)))
+        FLAGS.processes)))
     results = {key: common.embed_and_probe(workdirs[key], workdirs[key], settings)["results"]
                for key in keys}
     tables[data_name] = aggregate(results, summaries)
@@ -147,12 +142,12 @@ def main(argv):
   wall_s = time.perf_counter() - start
   probes = ", ".join(preset["probes"]) if preset["probes"] else "the full classification suite"
   common.write_json(out_dir / "results.json", {
-      "preset": _PRESET.value, "settings": {k: list(v) if isinstance(v, tuple) else v
+      "preset": FLAGS.preset, "settings": {k: list(v) if isinstance(v, tuple) else v
                                             for k, v in preset.items()},
       "machine": common.machine_description(), "wall_time_s": wall_s, "command": command,
       "tables": tables})
   (out_dir / "report.md").write_text(
-      f"# Seven methods on MNIST ({_PRESET.value} preset)\n\n"
+      f"# Seven methods on MNIST ({FLAGS.preset} preset)\n\n"
       f"Command: `{command}`  \nMachine: {common.machine_description()}; wall time "
       f"{wall_s / 60:.1f} min (runs already done are not repeated).  \n"
       f"Runs: {len(preset['methods'])} methods x {preset['seeds']} seed(s), "
@@ -164,5 +159,16 @@ def main(argv):
   print((out_dir / "report.md").read_text())
 
 
+def define_flags() -> None:
+  """The command-line flags (defined only when run as a script, so modules import cleanly)."""
+  flags.DEFINE_enum("preset", "smoke", list(PRESETS), "Scale of the experiment.")
+  flags.DEFINE_string("out", "runs/paper", "Output folder (runs and report go below it).")
+  flags.DEFINE_string("data_dir", "", "MNIST IDX folder; '' = the loaders' default.")
+  flags.DEFINE_string(
+      "fashion_data_dir", "", "Fashion-MNIST IDX folder; '' = skip Fashion-MNIST.")
+  flags.DEFINE_integer("processes", 1, "Parallel training processes.")
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -28,6 +28,7 @@ from experiments.paper import common
 
 DATASETS = ("esol", "freesolv", "lipophilicity")
 METHODS = ("mim", "cmim")
+FLAGS = flags.FLAGS
 PRESETS = {
     # Seconds: a tiny model pretrained for a few steps, ridge regression only.
     "smoke": dict(pretrain=dict(num_steps=4, batch_size=16, max_train_molecules=2000,
@@ -40,13 +41,6 @@ PRESETS = {
     # A GPU: `molecules.py:gpu` pretraining, the whole regression suite over three seeds.
     "full": dict(pretrain="gpu", probes=None, num_seeds=3),
 }
-_PRESET = flags.DEFINE_enum("preset", "smoke", list(PRESETS), "Scale of the experiment.")
-_OUT = flags.DEFINE_string("out", "runs/paper", "Output folder (runs and report go below it).")
-_DATA_DIR = flags.DEFINE_string("data_dir", "", "Folder with the MoleculeNet CSVs; '' = download.")
-_MIM_WORKDIR = flags.DEFINE_string("mim_workdir", "", "Pretrained MIM run; '' = pretrain here.")
-_CMIM_WORKDIR = flags.DEFINE_string("cmim_workdir", "", "Pretrained cMIM run; '' = pretrain here.")
-_CORPUS_PATH = flags.DEFINE_string("corpus_path", "", "Pretraining corpus; '' = MOSES.")
-_MOSES_DIR = flags.DEFINE_string("moses_dir", "", "Folder with MOSES train/test CSVs.")
 
 
 def pretrain_config(method: str, preset: dict, corpus_path: str, moses_dir: str):
@@ -105,14 +99,14 @@ def main(argv):
   del argv
   command = common.command_line("experiments.paper.molecules_table")
   start = time.perf_counter()
-  preset = PRESETS[_PRESET.value]
-  out_dir = pathlib.Path(_OUT.value) / f"molecules_table_{_PRESET.value}"
-  given = {"mim": _MIM_WORKDIR.value, "cmim": _CMIM_WORKDIR.value}
+  preset = PRESETS[FLAGS.preset]
+  out_dir = pathlib.Path(FLAGS.out) / f"molecules_table_{FLAGS.preset}"
+  given = {"mim": FLAGS.mim_workdir, "cmim": FLAGS.cmim_workdir}
   workdirs, pretrain_summaries = {}, {}
   for method in METHODS:
     workdirs[method] = pathlib.Path(given[method] or out_dir / "pretrain" / method)
     if not given[method]:
-      config = pretrain_config(method, preset, _CORPUS_PATH.value, _MOSES_DIR.value)
+      config = pretrain_config(method, preset, FLAGS.corpus_path, FLAGS.moses_dir)
       pretrain_summaries[method] = common.run_or_load(config, workdirs[method])
   settings = evaluate.ProbeSettings(max_train=None, num_seeds=preset["num_seeds"],
                                     probes=preset["probes"])
@@ -120,20 +114,20 @@ def main(argv):
   for data_name in DATASETS:
     results[data_name] = {
         method: common.embed_and_probe(workdirs[method], out_dir / data_name / method, settings,
-                                       data_name=data_name, data_dir=_DATA_DIR.value)
+                                       data_name=data_name, data_dir=FLAGS.data_dir)
         for method in METHODS}
-    results[data_name]["ecfp4"] = ecfp4_and_probe(data_name, _DATA_DIR.value,
+    results[data_name]["ecfp4"] = ecfp4_and_probe(data_name, FLAGS.data_dir,
                                                    out_dir / data_name / "ecfp4", settings)
   wall_s = time.perf_counter() - start
   probes = ", ".join(preset["probes"]) if preset["probes"] else "the full regression suite"
   common.write_json(out_dir / "results.json", {
-      "preset": _PRESET.value, "machine": common.machine_description(), "wall_time_s": wall_s,
+      "preset": FLAGS.preset, "machine": common.machine_description(), "wall_time_s": wall_s,
       "command": command, "pretrained": {m: str(w) for m, w in workdirs.items()},
       "pretrain_summaries": pretrain_summaries,
       "results": {d: {m: r["results"] for m, r in by_model.items()}
                   for d, by_model in results.items()}})
   (out_dir / "report.md").write_text(
-      f"# MoleculeNet regression ({_PRESET.value} preset)\n\n"
+      f"# MoleculeNet regression ({FLAGS.preset} preset)\n\n"
       f"Command: `{command}`  \nMachine: {common.machine_description()}; wall time "
       f"{wall_s / 60:.1f} min (embedding and probing; pretraining done before is not counted).  \n"
       f"Pretrained models: " + ", ".join(f"{m} `{w}`" for m, w in workdirs.items()) + ".  \n"
@@ -145,5 +139,17 @@ def main(argv):
   print((out_dir / "report.md").read_text())
 
 
+def define_flags() -> None:
+  """The command-line flags (defined only when run as a script, so modules import cleanly)."""
+  flags.DEFINE_enum("preset", "smoke", list(PRESETS), "Scale of the experiment.")
+  flags.DEFINE_string("out", "runs/paper", "Output folder (runs and report go below it).")
+  flags.DEFINE_string("data_dir", "", "Folder with the MoleculeNet CSVs; '' = download.")
+  flags.DEFINE_string("mim_workdir", "", "Pretrained MIM run; '' = pretrain here.")
+  flags.DEFINE_string("cmim_workdir", "", "Pretrained cMIM run; '' = pretrain here.")
+  flags.DEFINE_string("corpus_path", "", "Pretraining corpus; '' = MOSES.")
+  flags.DEFINE_string("moses_dir", "", "Folder with MOSES train/test CSVs.")
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
