@@ -119,8 +119,8 @@ def main(argv):
   preset = PRESETS[FLAGS.preset]
   out_dir = pathlib.Path(FLAGS.out) / f"mnist_table_{FLAGS.preset}"
   datasets = {"mnist": FLAGS.data_dir}
-  if _FASHIONFLAGS.data_dir:
-    datasets["fashion_mnist"] = _FASHIONFLAGS.data_dir
+  if FLAGS.fashion_data_dir:
+    datasets["fashion_mnist"] = FLAGS.fashion_data_dir
   settings = evaluate.ProbeSettings(max_train=preset["max_train"], num_seeds=1,
                                     probes=preset["probes"])
   keys = [(m, s) for m in preset["methods"] for s in range(preset["seeds"])]
