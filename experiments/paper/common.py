@@ -19,7 +19,9 @@ import jax
 import ml_collections
 from absl import logging
 
+from cmim_jax import embed as embed_lib
 from cmim_jax import training
+from cmim_jax.probes import evaluate, workflows
 
 
 def machine_description() -> str:
@@ -32,21 +34,45 @@ def machine_description() -> str:
   return f"{jax.device_count()} x {device.device_kind} (jax {jax.__version__})"
 
 
-def run_or_load(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, Any]:
-  """Trains `config` in `workdir` unless its summary.json exists; returns the summary + wall time."""
+def devices(num_devices: int | None) -> list[jax.Device] | None:
+  """The first `num_devices` devices (None = all, the default of the training loop)."""
+  if num_devices is None:
+    return None
+  if not 1 <= num_devices <= jax.device_count():
+    raise ValueError(f"num_devices={num_devices} but {jax.device_count()} device(s) are present.")
+  return jax.devices()[:num_devices]
+
+
+def run_or_load(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+                num_devices: int | None = None) -> dict[str, Any]:
+  """Trains `config` in `workdir` unless its summary.json exists; returns the summary + wall time.
+
+  `num_devices` limits the mesh to the first devices (e.g. 1, so any batch size divides).
+  """
   summary_path = workdir / "summary.json"
   if summary_path.exists():
     logging.info("Done already: %s", workdir)
     return json.loads(summary_path.read_text())
   start = time.perf_counter()
-  summary = training.train_and_evaluate(config, workdir)
+  summary = training.train_and_evaluate(config, workdir, devices(num_devices))
   summary["wall_time_s"] = round(time.perf_counter() - start, 2)
   summary_path.write_text(json.dumps(summary, indent=2) + "\n")
   return summary
 
 
+def run_all(runs: Sequence[tuple[ml_collections.ConfigDict, pathlib.Path]], processes: int,
+            num_devices: int | None = None) -> list[dict[str, Any]]:
+  """Trains every (config, workdir) not done yet; returns their summaries in order.
+
+  processes > 1 runs them in that many parallel child processes (`run_in_processes`), else here.
+  """
+  if processes > 1:
+    run_in_processes(runs, processes, num_devices)
+  return [run_or_load(config, workdir, num_devices) for config, workdir in runs]
+
+
 def run_in_processes(runs: Sequence[tuple[ml_collections.ConfigDict, pathlib.Path]],
-                     processes: int) -> None:
+                     processes: int, num_devices: int | None = None) -> None:
   """Runs independent trainings in up to `processes` parallel `experiments.paper.run_one` processes.
 
   Each child gets the config as JSON; finished runs are skipped as in `run_or_load`.
@@ -59,7 +85,8 @@ def run_in_processes(runs: Sequence[tuple[ml_collections.ConfigDict, pathlib.Pat
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "requested_config.json").write_text(config.to_json_best_effort(indent=2))
     active.append(subprocess.Popen(
-        [sys.executable, "-m", "experiments.paper.run_one", str(workdir)]))
+        [sys.executable, "-m", "experiments.paper.run_one", str(workdir),
+         str(num_devices or 0)]))
   while active:
     active = _reap(active)
 
@@ -74,6 +101,32 @@ def _reap(active: list[subprocess.Popen]) -> list[subprocess.Popen]:
     elif code:
       raise RuntimeError(f"Run {process.args[-1]} failed with exit code {code}; see its log.")
   return still
+
+
+def embed_and_probe(run_dir: pathlib.Path, out_dir: pathlib.Path,
+                    settings: evaluate.ProbeSettings, *, data_name: str | None = None,
+                    data_dir: str | None = None,
+                    num_devices: int | None = None) -> dict[str, Any]:
+  """Embeds the run in `run_dir` into out_dir/embeddings and probes them into out_dir/probe.
+
+  Either step is skipped when its output exists (out_dir/probe/results.json ends the job).
+  `data_name` / `data_dir` embed another data set than the run trained on (see
+  `embed.load_trained`). Returns the probe report as read back from results.json.
+  """
+  results_path = out_dir / "probe" / workflows.RESULTS_JSON
+  if not results_path.exists():
+    embeddings_dir = out_dir / "embeddings"
+    if not any(embeddings_dir.glob("*.npz")):
+      trained = embed_lib.load_trained(run_dir, data_name=data_name, data_dir=data_dir,
+                                       devices=devices(num_devices))
+      embed_lib.write_embeddings(trained, embeddings_dir)
+    workflows.probe_run(embeddings_dir, out_dir / "probe", settings)
+  return json.loads(results_path.read_text())
+
+
+def command_line(module: str) -> str:
+  """The command that reran this process: 'python -m MODULE --flag=value ...'."""
+  return " ".join(["python -m", module, *sys.argv[1:]])
 
 
 def write_json(path: pathlib.Path, value: Mapping[str, Any]) -> None:

@@ -1,4 +1,7 @@
-"""Child process of `common.run_in_processes`: trains the config saved in WORKDIR."""
+"""Child process of `common.run_in_processes`: trains the config saved in WORKDIR.
+
+  python -m experiments.paper.run_one WORKDIR NUM_DEVICES   (NUM_DEVICES 0 = all)
+"""
 
 import json
 import pathlib
@@ -12,7 +15,8 @@ from experiments.paper import common
 def main() -> None:
   workdir = pathlib.Path(sys.argv[1])
   config = ml_collections.ConfigDict(json.loads((workdir / "requested_config.json").read_text()))
-  common.run_or_load(config, workdir)
+  num_devices = int(sys.argv[2]) or None
+  common.run_or_load(config, workdir, num_devices)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Experiment 1: geometry of a 2-D latent space for MIM, cMIM and the VAE.
 
-  python -m experiments.paper.toy2d --preset=smoke|cpu|full --out=runs/paper [--figures=docs/figures]
+  python -m experiments.paper.toy2d --preset=smoke|cpu|full --out=runs/paper \
+      [--figures=docs/figures]
 
 Trains each method on the same 1,000 random 2-D points (`experiments/configs/toy2d.py`), then plots
 the mean encodings, the histogram of their angles and of their radii, and tests the angles for
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import pathlib
 import shutil
+import time
 
 import matplotlib
 
@@ -25,14 +27,12 @@ from experiments.configs import toy2d as toy2d_config  # pylint: disable=wrong-i
 from experiments.paper import common  # pylint: disable=wrong-import-position
 
 METHODS = ("mim", "cmim", "vae")
+FLAGS = flags.FLAGS
 PRESETS = {
     "smoke": dict(num_steps=60, seeds=1),
     "cpu": dict(num_steps=3000, seeds=3),
     "full": dict(num_steps=20000, seeds=5),
 }
-_PRESET = flags.DEFINE_enum("preset", "smoke", list(PRESETS), "Scale of the experiment.")
-_OUT = flags.DEFINE_string("out", "runs/paper", "Output folder (runs and report go below it).")
-_FIGURES = flags.DEFINE_string("figures", "", "Also copy the figures here (e.g. docs/figures).")
 
 
 def run_config(method: str, seed: int, num_steps: int):
@@ -69,7 +69,7 @@ def plot(latents: dict[str, np.ndarray], out_dir: pathlib.Path) -> list[pathlib.
   return paths
 
 
-def report(results: dict, preset: str, out_dir: pathlib.Path) -> str:
+def report(results: dict, preset: str, wall_s: float, command: str) -> str:
   header = ("| method | seeds | Rayleigh R | Rayleigh p | KS D | KS p | radius mean | radius std |"
             " radius CV | recon. NLL |\n|" + " --- |" * 10 + "\n")
   rows = []
@@ -80,16 +80,20 @@ def report(results: dict, preset: str, out_dir: pathlib.Path) -> str:
         f"{mean['angle_rayleigh_p']:.3g} | {mean['angle_ks_statistic']:.3f} | "
         f"{mean['angle_ks_p']:.3g} | {mean['radius_mean']:.3f} | {mean['radius_std']:.3f} | "
         f"{mean['radius_coefficient_of_variation']:.3f} | {mean['reconstruction_loss']:.3f} |")
-  return (f"# 2-D toy: latent geometry ({preset} preset)\n\nMachine: {common.machine_description()}."
-          f" Values are means over seeds; p-values test uniformity of the mean encodings' angles "
-          f"(small p = not uniform).\n\n" + header + "\n".join(rows) + "\n\n"
+  return (f"# 2-D toy: latent geometry ({preset} preset)\n\nCommand: `{command}`  \n"
+          f"Machine: {common.machine_description()}; wall time {wall_s / 60:.1f} min (runs already "
+          f"done are not repeated).  \nValues are means over seeds; p-values test uniformity of "
+          f"the mean encodings' angles (small p = not uniform).\n\n" + header + "\n".join(rows)
+          + "\n\n"
           "![points](toy2d_points.png)\n![angles](toy2d_angles.png)\n![radii](toy2d_radii.png)\n")
 
 
 def main(argv):
   del argv
-  preset = PRESETS[_PRESET.value]
-  out_dir = pathlib.Path(_OUT.value) / f"toy2d_{_PRESET.value}"
+  command = common.command_line("experiments.paper.toy2d")
+  start = time.perf_counter()
+  preset = PRESETS[FLAGS.preset]
+  out_dir = pathlib.Path(FLAGS.out) / f"toy2d_{FLAGS.preset}"
   results, latents = {}, {}
   for method in METHODS:
     results[method] = []
@@ -104,16 +108,25 @@ def main(argv):
         trained = embed_lib.load_trained(workdir)
         latents[method] = embed_lib.embed_arrays(trained, trained.task.points)["mean"]
   figures = plot(latents, out_dir)
-  common.write_json(out_dir / "results.json", {"preset": _PRESET.value,
-                                               "machine": common.machine_description(),
-                                               "results": results})
-  (out_dir / "report.md").write_text(report(results, _PRESET.value, out_dir))
-  if _FIGURES.value:
-    pathlib.Path(_FIGURES.value).mkdir(parents=True, exist_ok=True)
+  wall_s = time.perf_counter() - start
+  common.write_json(out_dir / "results.json", {
+      "preset": FLAGS.preset, "machine": common.machine_description(), "wall_time_s": wall_s,
+      "command": command, "results": results})
+  (out_dir / "report.md").write_text(report(results, FLAGS.preset, wall_s, command))
+  if FLAGS.figures:
+    pathlib.Path(FLAGS.figures).mkdir(parents=True, exist_ok=True)
     for path in figures:
-      shutil.copy(path, pathlib.Path(_FIGURES.value) / path.name)
+      shutil.copy(path, pathlib.Path(FLAGS.figures) / path.name)
   print((out_dir / "report.md").read_text())
 
 
+def define_flags() -> None:
+  """The command-line flags (defined only when run as a script, so modules import cleanly)."""
+  flags.DEFINE_enum("preset", "smoke", list(PRESETS), "Scale of the experiment.")
+  flags.DEFINE_string("out", "runs/paper", "Output folder (runs and report go below it).")
+  flags.DEFINE_string("figures", "", "Also copy the figures here (e.g. docs/figures).")
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -1,0 +1,198 @@
+"""Experiment 2: sensitivity of the representation to the training batch size.
+
+  python -m experiments.paper.batch_size --preset=smoke|cpu|full --out=runs/paper \
+      [--data_dir=../shared/data/mnist] [--figures=docs/figures] [--processes=1]
+
+Trains cMIM, cMIM-Sigma (cmim_sum), InfoNCE (augmentations on, as always for it) and MIM (the
+reference; full preset only) on MNIST at each batch size B of the preset, several seeds each,
+every run seeing the same number of training examples (steps = examples // B) on one device (so
+any B is allowed). Each run's mean encodings are probed (the preset's probes); z-scores are taken
+per (probe, metric) across all runs of all methods (`cmim_jax.probes.compare`), and per method the
+z-score of each (B, seed) run is regressed on log B (slope, 95 % CI, p-value;
+`stats.fit_z_against_log_batch`).
+Only the mean embedding is compared: InfoNCE has no decoder, hence no informative embedding.
+Writes OUT/batch_size_<preset>/{report.md, results.json, batch_size_z.png}.
+"""
+
+from __future__ import annotations
+
+import collections
+import pathlib
+import shutil
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+from absl import app, flags  # pylint: disable=wrong-import-position
+
+from cmim_jax.probes import evaluate  # pylint: disable=wrong-import-position
+from experiments.configs import mnist as mnist_config  # pylint: disable=wrong-import-position
+from experiments.paper import common, stats  # pylint: disable=wrong-import-position
+
+FLAGS = flags.FLAGS
+PRESETS = {
+    # Seconds: three batch sizes, one seed (3 points per regression), a tiny MLP.
+    "smoke": dict(methods=("cmim", "infonce"), batch_sizes=(2, 10, 50), seeds=1, examples=200,
+                  hidden_sizes=(32,), latent_dim=8, probes=("knn5_cosine", "logistic_regression"),
+                  max_train=200),
+    # A loaded 2-core CPU in about half an hour: the three methods the claim is about, five of the
+    # batch sizes, a small MLP, 10,000 examples per run (a sixth of an epoch: B=2 takes 5,000
+    # steps, B=1000 10), the two fastest probes on 2,000 training rows.
+    "cpu": dict(methods=("cmim", "cmim_sum", "infonce"), batch_sizes=(2, 10, 50, 200, 1000),
+                seeds=3, examples=10_000, hidden_sizes=(256,), latent_dim=16,
+                probes=("knn5_cosine", "logistic_regression"), max_train=2000),
+    # A GPU: the default MLP, 10 epochs per run, the whole classification probe suite.
+    "full": dict(methods=("cmim", "cmim_sum", "infonce", "mim"),
+                 batch_sizes=(2, 5, 10, 50, 100, 200, 500, 1000), seeds=5, examples=600_000,
+                 hidden_sizes=(512, 512), latent_dim=16, probes=None, max_train=10000),
+}
+
+
+def run_config(method: str, batch_size: int, seed: int, preset: dict, data_dir: str):
+  """The MNIST config of one run: `preset["examples"] // batch_size` steps of `batch_size`."""
+  num_steps = preset["examples"] // batch_size
+  if num_steps < 1:
+    raise ValueError(f"{preset['examples']} examples give no step of batch size {batch_size}.")
+  config = mnist_config.get_config()
+  config.loss.method = method
+  config.seed = seed
+  config.data.data_dir = data_dir
+  config.data.batch_size = batch_size
+  config.model.hidden_sizes = preset["hidden_sizes"]
+  config.model.latent_dim = preset["latent_dim"]
+  config.train.num_steps = num_steps
+  config.train.log_every_steps = max(1, num_steps // 10)
+  config.checkpoint.every_steps = num_steps
+  config.checkpoint.max_to_keep = 1
+  return config
+
+
+def regressions(z_by_run: dict[tuple[str, int, int], float]) -> dict[str, stats.LinearFit]:
+  """Per method, the fit of z on log B over its (method, B, seed) runs."""
+  points = collections.defaultdict(lambda: ([], []))
+  for (method, batch_size, _), z in z_by_run.items():
+    points[method][0].append(batch_size)
+    points[method][1].append(z)
+  return {method: stats.fit_z_against_log_batch(b, z) for method, (b, z) in points.items()}
+
+
+def plot(z_by_run: dict[tuple[str, int, int], float], fits: dict[str, stats.LinearFit],
+         path: pathlib.Path) -> pathlib.Path:
+  """z-score against B (log axis): each run a dot, the per-B mean a line, the fit dashed."""
+  figure, axis = plt.subplots(figsize=(7, 4.2))
+  for index, method in enumerate(fits):
+    color = f"C{index}"
+    runs = {(b, s): z for (m, b, s), z in z_by_run.items() if m == method}
+    batch_sizes = sorted({b for b, _ in runs})
+    axis.scatter([b for b, _ in runs], list(runs.values()), s=10, alpha=0.5, color=color)
+    means = [np.mean([z for (b, _), z in runs.items() if b == size]) for size in batch_sizes]
+    axis.plot(batch_sizes, means, color=color, label=f"{method} (slope {fits[method].slope:+.2f})")
+    grid = np.array(batch_sizes, np.float64)
+    axis.plot(grid, fits[method].intercept + fits[method].slope * np.log(grid), "--",
+              color=color, alpha=0.6)
+  axis.set_xscale("log")
+  axis.set_xlabel("training batch size B")
+  axis.set_ylabel("mean z-score (probes of the mean encoding)")
+  axis.legend(fontsize=8)
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
+  return path
+
+
+def conclusion(fits: dict[str, stats.LinearFit]) -> str:
+  """One sentence per method saying what its slope's 95 % CI supports."""
+  lines = []
+  for method, fit in fits.items():
+    if fit.slope_ci_low > 0:
+      verdict = "improves with larger batches (CI above 0)"
+    elif fit.slope_ci_high < 0:
+      verdict = "worsens with larger batches (CI below 0)"
+    else:
+      verdict = "shows no significant trend with the batch size (CI contains 0)"
+    lines.append(f"- {method} {verdict}: {fit.slope:+.3f} z per unit log B "
+                 f"[{fit.slope_ci_low:+.3f}, {fit.slope_ci_high:+.3f}], p = {fit.p_value:.3g}.")
+  return "\n".join(lines)
+
+
+def report(preset_name: str, preset: dict, z_by_run, fits, wall_s: float, command: str) -> str:
+  batch_sizes = sorted({b for _, b, _ in z_by_run})
+  header = "| method | " + " | ".join(f"B={b}" for b in batch_sizes) + " |\n|" + " --- |" * (
+      len(batch_sizes) + 1) + "\n"
+  rows = []
+  for method in fits:
+    cells = [np.mean([z for (m, b, _), z in z_by_run.items() if m == method and b == size])
+             for size in batch_sizes]
+    rows.append(f"| {method} | " + " | ".join(f"{c:+.2f}" for c in cells) + " |")
+  fit_rows = [f"| {m} | {f.slope:+.3f} | [{f.slope_ci_low:+.3f}, {f.slope_ci_high:+.3f}] | "
+              f"{f.p_value:.3g} | {f.num_points} |" for m, f in fits.items()]
+  probes = ", ".join(preset["probes"]) if preset["probes"] else "the full classification suite"
+  return (
+      f"# Batch size ({preset_name} preset)\n\n"
+      f"Command: `{command}`  \nMachine: {common.machine_description()}; wall time "
+      f"{wall_s / 60:.1f} min (runs already done are not repeated).  \n"
+      f"Runs: {', '.join(fits)} x B in {list(batch_sizes)} x {preset['seeds']} seed(s), "
+      f"{preset['examples']:,} training examples each (steps = examples // B), MLP "
+      f"{tuple(preset['hidden_sizes'])}, latent {preset['latent_dim']}, one device.  \n"
+      f"Probes of the mean encoding: {probes}, fitted on {preset['max_train']} training rows, "
+      f"scored on the test split; z-scores per (probe, metric) over all runs.\n\n"
+      "Mean z-score per batch size (over seeds):\n\n" + header + "\n".join(rows) + "\n\n"
+      "Regression of z on ln B, one point per (B, seed) run:\n\n"
+      "| method | slope | 95 % CI | p | runs |\n| --- | --- | --- | --- | --- |\n"
+      + "\n".join(fit_rows) + "\n\n" + conclusion(fits) + "\n\n![z against B](batch_size_z.png)\n")
+
+
+def main(argv):
+  del argv
+  command = common.command_line("experiments.paper.batch_size")
+  start = time.perf_counter()
+  preset = PRESETS[FLAGS.preset]
+  out_dir = pathlib.Path(FLAGS.out) / f"batch_size_{FLAGS.preset}"
+  keys = [(m, b, s) for m in preset["methods"] for b in preset["batch_sizes"]
+          for s in range(preset["seeds"])]
+  workdirs = {key: out_dir / "runs" / f"{key[0]}_b{key[1]}_seed{key[2]}" for key in keys}
+  summaries = common.run_all(
+      [(run_config(*key, preset, FLAGS.data_dir), workdirs[key]) for key in keys],
+      FLAGS.processes, num_devices=1)
+  settings = evaluate.ProbeSettings(max_train=preset["max_train"], num_seeds=1,
+                                    probes=preset["probes"], embeddings=("mean",))
+  results = {f"{m}_b{b}_seed{s}": common.embed_and_probe(
+      workdirs[m, b, s], workdirs[m, b, s], settings, num_devices=1)["results"]
+             for m, b, s in keys}
+  scores = stats.entry_scores(results, embeddings=("mean",))
+  z_by_run = {(m, b, s): scores[f"{m}_b{b}_seed{s}", "mean"]["mean_z"] for m, b, s in keys}
+  fits = regressions(z_by_run)
+  figure = plot(z_by_run, fits, out_dir / "batch_size_z.png")
+  wall_s = time.perf_counter() - start
+  common.write_json(out_dir / "results.json", {
+      "preset": FLAGS.preset, "settings": {k: list(v) if isinstance(v, tuple) else v
+                                            for k, v in preset.items()},
+      "machine": common.machine_description(), "wall_time_s": wall_s, "command": command,
+      "runs": [{"method": m, "batch_size": b, "seed": s, "z": z_by_run[m, b, s],
+                "train_wall_time_s": summary.get("wall_time_s"),
+                "probe": results[f"{m}_b{b}_seed{s}"]}
+               for (m, b, s), summary in zip(keys, summaries)],
+      "fits": {m: vars(f) for m, f in fits.items()}})
+  (out_dir / "report.md").write_text(
+      report(FLAGS.preset, preset, z_by_run, fits, wall_s, command))
+  if FLAGS.figures:
+    pathlib.Path(FLAGS.figures).mkdir(parents=True, exist_ok=True)
+    shutil.copy(figure, pathlib.Path(FLAGS.figures) / figure.name)
+  print((out_dir / "report.md").read_text())
+
+
+def define_flags() -> None:
+  """The command-line flags (defined only when run as a script, so modules import cleanly)."""
+  flags.DEFINE_enum("preset", "smoke", list(PRESETS), "Scale of the experiment.")
+  flags.DEFINE_string("out", "runs/paper", "Output folder (runs and report go below it).")
+  flags.DEFINE_string("data_dir", "", "MNIST IDX folder; '' = the loaders' default.")
+  flags.DEFINE_string("figures", "", "Also copy the figure here (e.g. docs/figures).")
+  flags.DEFINE_integer("processes", 1, "Parallel training processes.")
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

@@ -1,0 +1,114 @@
+"""The smoke preset of every paper experiment runs end to end and writes outputs that parse.
+
+Each script runs as a subprocess from the repo root on one CPU device (the scripts orchestrate;
+sharding is tested elsewhere, and 8 simulated devices' collectives can time out on a loaded
+machine) on synthetic data written here, so no test needs ../shared/data or the network.
+"""
+
+import itertools
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def run_script(name: str, *args: str) -> None:
+  """Runs `python -m experiments.paper.NAME --preset=smoke ARGS` on one device."""
+  xla_flags = os.environ.get("XLA_FLAGS", "").replace(
+      "--xla_force_host_platform_device_count=8", "--xla_force_host_platform_device_count=1")
+  completed = subprocess.run(
+      [sys.executable, "-m", f"experiments.paper.{name}", "--preset=smoke", *args], cwd=REPO,
+      env=dict(os.environ, XLA_FLAGS=xla_flags), capture_output=True, text=True, timeout=600,
+      check=False)
+  assert completed.returncode == 0, completed.stderr[-3000:]
+
+
+def test_toy2d_smoke_writes_statistics_and_figures_and_resumes(tmp_path):
+  figures = tmp_path / "figures"
+  run_script("toy2d", f"--out={tmp_path}", f"--figures={figures}")
+  out = tmp_path / "toy2d_smoke"
+  content = json.loads((out / "results.json").read_text())
+  assert set(content["results"]) == {"mim", "cmim", "vae"}
+  for per_seed in content["results"].values():
+    assert 0 <= per_seed[0]["angle_mean_resultant_length"] <= 1
+    assert 0 <= per_seed[0]["angle_ks_p"] <= 1 and per_seed[0]["radius_std"] > 0
+  for kind in ("points", "angles", "radii"):
+    assert (figures / f"toy2d_{kind}.png").read_bytes()[:8] == PNG
+  assert "| cmim | 1 |" in (out / "report.md").read_text()
+
+  summary = out / "runs" / "cmim_seed0" / "summary.json"
+  before = summary.stat().st_mtime_ns
+  run_script("toy2d", f"--out={tmp_path}")  # Everything is done: nothing is retrained.
+  assert summary.stat().st_mtime_ns == before
+
+
+def test_batch_size_smoke_fits_z_against_log_batch(tmp_path, synthetic_mnist_dir):
+  run_script("batch_size", f"--out={tmp_path}", f"--data_dir={synthetic_mnist_dir}")
+  out = tmp_path / "batch_size_smoke"
+  content = json.loads((out / "results.json").read_text())
+  runs = content["runs"]
+  assert {(r["method"], r["batch_size"]) for r in runs} == set(
+      itertools.product(("cmim", "infonce"), (2, 10, 50)))
+  assert sum(r["z"] for r in runs) == pytest.approx(0.0, abs=1e-9)  # Centred over all runs.
+  for method in ("cmim", "infonce"):
+    fit = content["fits"][method]
+    assert fit["num_points"] == 3 and fit["slope_ci_low"] <= fit["slope"] <= fit["slope_ci_high"]
+    assert 0 <= fit["p_value"] <= 1
+  steps = {r["batch_size"]: json.loads((out / "runs" / f"cmim_b{r['batch_size']}_seed0" /
+                                        "summary.json").read_text())["step"] for r in runs}
+  assert steps == {2: 100, 10: 20, 50: 4}  # 200 examples per run.
+  assert (out / "batch_size_z.png").read_bytes()[:8] == PNG
+  assert "Regression of z on ln B" in (out / "report.md").read_text()
+
+
+def test_mnist_table_smoke_ranks_methods_and_embeddings(tmp_path, synthetic_mnist_dir):
+  run_script("mnist_table", f"--out={tmp_path}", f"--data_dir={synthetic_mnist_dir}")
+  out = tmp_path / "mnist_table_smoke"
+  table = json.loads((out / "results.json").read_text())["tables"]["mnist"]
+  assert set(table["cmim"]) == {"mean", "informative", "reconstruction_loss"}
+  assert set(table["infonce"]) == {"mean"}  # No decoder: no informative embedding, no loss.
+  assert table["cmim"]["reconstruction_loss"][0] > 0
+  for cells in (table["cmim"]["mean"], table["cmim"]["informative"], table["infonce"]["mean"]):
+    assert 0 <= cells["knn5_cosine/accuracy"][0] <= 1 and math.isfinite(cells["mean_z"][0])
+  report = (out / "report.md").read_text()
+  assert "| infonce | mean |" in report and "## fashion_mnist\n\nNot run" in report
+
+
+RINGS = ("c1ccccc1", "c1ccncc1", "C1CCCCC1", "C1CCNCC1", "c1ccoc1", "c1ccsc1", "C1CC1", "C1CCOC1",
+         "c1cnccn1", "C1CCC1")
+
+
+@pytest.fixture
+def molecule_files(tmp_path):
+  """A SMILES corpus and the three two-column MoleculeNet files (ten ring scaffolds)."""
+  smiles = [f"{'C' * a}{ring}{'C' * b}"
+            for a, b, ring in itertools.product(range(1, 4), range(3), RINGS)]
+  (tmp_path / "corpus.smi").write_text("SMILES\n" + "\n".join(smiles) + "\n")
+  for file_name, column in (("esol.csv", "logSolubility"), ("freesolv.csv", "freesolv"),
+                            ("lipo.csv", "lipo")):
+    (tmp_path / file_name).write_text(
+        f"smiles,{column}\n" + "\n".join(f"{s},{len(s) / 3:.3f}" for s in smiles) + "\n")
+  return tmp_path
+
+
+def test_molecules_table_smoke_pretrains_embeds_and_probes(tmp_path, molecule_files):
+  run_script("molecules_table", f"--out={tmp_path / 'out'}", f"--data_dir={molecule_files}",
+             f"--corpus_path={molecule_files / 'corpus.smi'}")
+  out = tmp_path / "out" / "molecules_table_smoke"
+  content = json.loads((out / "results.json").read_text())
+  assert set(content["results"]) == {"esol", "freesolv", "lipophilicity"}
+  for by_model in content["results"].values():
+    assert set(by_model) == {"mim", "cmim", "ecfp4"}
+    assert set(by_model["cmim"]["ridge"]) == {"mean", "informative"}
+    random = by_model["ecfp4"]["ridge"]["mean"]["rmse@random"]
+    assert random["n"] == 3 and random["mean"] > 0  # Three random splits pooled.
+    assert by_model["mim"]["ridge"]["informative"]["rmse@scaffold"]["mean"] > 0
+  assert set(content["pretrain_summaries"]) == {"mim", "cmim"}
+  assert "| esol | ECFP4 | ridge |" in (out / "report.md").read_text()
