@@ -9,7 +9,7 @@ import pytest
 
 from cmim_jax import tasks
 from cmim_jax.data import mnist
-from conftest import write_synthetic_mnist
+from tests.conftest import write_synthetic_mnist
 from experiments.configs import fashion_mnist as fashion_config
 from experiments.configs import mnist as mnist_config
 

@@ -9,7 +9,7 @@ from cmim_jax import losses, objectives, sharding, training
 from cmim_jax.data import mnist
 from cmim_jax.tasks import images as image_tasks
 from cmim_jax.tasks.base import Task
-from conftest import make_synthetic_digits
+from tests.conftest import make_synthetic_digits
 from experiments.configs import mnist as mnist_config
 
 METHODS = ("vae", "cvae", "mim", "cmim", "cmim_sum", "infonce", "infonce_x")

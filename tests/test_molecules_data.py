@@ -13,7 +13,7 @@ import pytest
 
 from cmim_jax.data import download as download_lib
 from cmim_jax.data import molecules
-from conftest import shared_data_path
+from tests.conftest import shared_data_path
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cmim_jax.data import smiles as smiles_lib
-from conftest import shared_data_path
+from tests.conftest import shared_data_path
 
 TRICKY = [
     "C%12CC%12",  # Two-digit ring closures.
