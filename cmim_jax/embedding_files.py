@@ -25,7 +25,7 @@ from typing import Mapping
 
 import numpy as np
 
-EMBEDDING_KEYS = ("mean", "informative")
+EMBEDDING_KEYS = ("mean", "informative", "ecfp4")  # Feature sets the probes score.
 LABELS = "labels"
 TARGETS = "targets"
 SPLIT_PREFIX = "split_"

@@ -15,6 +15,7 @@ from typing import Sequence
 import ml_collections
 import numpy as np
 
+from cmim_jax import embedding_files
 from cmim_jax.data import molecules
 
 ECFP4_RADIUS = 2
@@ -47,8 +48,9 @@ def ecfp4_features(data_config: ml_collections.ConfigDict) -> dict[str, np.ndarr
 
 def write_ecfp4_features(data_config: ml_collections.ConfigDict,
                          path: str | os.PathLike) -> pathlib.Path:
-  """Writes `ecfp4_features(data_config)` to the .npz file `path` (no pickled objects)."""
+  """Writes `ecfp4_features(data_config)` to the .npz file `path`, atomically and without pickled
+  objects; `experiments.probe --embeddings_dir` scores its "ecfp4" features like an embedding."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  np.savez(path, **ecfp4_features(data_config))
+  embedding_files.save_npz(path, ecfp4_features(data_config))
   return path

@@ -306,3 +306,17 @@ def test_npz_refuses_object_arrays_and_reports_missing_files(tmp_path):
   assert not list(tmp_path.iterdir())
   with pytest.raises(FileNotFoundError, match="experiments.embed"):
     embedding_files.load_npz(tmp_path / "missing.npz")
+
+
+def test_ecfp4_baseline_features_are_probed_like_an_embedding():
+  """The ECFP4 baseline file (key "ecfp4", a split scheme, targets) goes through the same probes."""
+  from cmim_jax.probes import evaluate  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  bits = rng.integers(0, 2, (200, 32)).astype(np.float32)
+  targets = (bits[:, :4] @ np.array([1.0, -2.0, 0.5, 3.0]))[:, None].astype(np.float32)
+  split = np.where(np.arange(200) < 160, 0, 2).astype(np.int8)
+  report = evaluate.run_probes(
+      {"all": {"ecfp4": bits, "targets": targets, "split_random0": split}},
+      evaluate.ProbeSettings(probes=["ridge"]))
+  rmse = report["results"]["ridge"]["ecfp4"]["rmse@random"]["mean"]
+  assert rmse < 0.1 * np.std(targets)
