@@ -38,11 +38,8 @@ def measure(encoder: str, method: str, batch_size: int) -> float:
   config.model.encoder, config.loss.method, config.data.batch_size = encoder, method, batch_size
   mesh = sharding.make_data_mesh()
   task = _synthetic_task(config)
-  method_record = objectives.get_method(method)
-  model = method_record.build_model(task, config)
-  state = training.create_train_state(model, training.make_optimizer(config.train),
-                                      task.example_input, jax.random.key(0), mesh)
-  step = training.make_train_step(model, method_record, task, config, mesh)
+  _, state, step = training.setup(config, objectives.get_method(method), task, mesh,
+                                  jax.random.key(0))
   batch = jax.device_put({"image": task.train_arrays["image"][:batch_size]},
                          sharding.batch_sharded(mesh))
   key = jax.random.key(1)

@@ -77,6 +77,15 @@ def make_train_step(model, method: objectives.Method, task: tasks.Task,
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
 
+def setup(config: ml_collections.ConfigDict, method: objectives.Method, task: tasks.Task,
+          mesh: Mesh, init_key: jax.Array) -> tuple[Any, TrainState, TrainStep]:
+  """The model `method` trains on `task`, its fresh replicated train state, and the jitted step."""
+  model = method.build_model(task, config)
+  state = create_train_state(model, make_optimizer(config.train), task.example_input, init_key,
+                             mesh)
+  return model, state, make_train_step(model, method, task, config, mesh)
+
+
 @jax.jit
 def _accumulate(totals: dict, metrics: dict) -> dict:
   return jax.tree.map(jnp.add, totals, metrics)
@@ -109,10 +118,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                    seed=config.seed)
 
   # Model, optimiser and state.
-  model = method.build_model(task, config)
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
-  state = create_train_state(model, make_optimizer(config.train), task.example_input, init_key,
-                             mesh)
+  model, state, train_step = setup(config, method, task, mesh, init_key)
   logging.info("Parameters: %d", sum(p.size for p in jax.tree.leaves(state.params)))
 
   # Checkpoints: resume from the latest one when present.
@@ -122,7 +129,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     state = checkpointer.restore_state(checkpointing.abstract_like(state), start_step)
     logging.info("Resumed from the checkpoint of step %d.", start_step)
 
-  train_step = make_train_step(model, method, task, config, mesh)
   writer = metric_writers.MetricWriter(workdir, start_step, enabled=_is_main_process())
   num_steps = config.train.num_steps
   totals, count, interval_start = None, 0, time.perf_counter()

@@ -79,11 +79,8 @@ def test_every_method_and_architecture_trains_on_8_devices(method, architecture)
   mesh = sharding.make_data_mesh()
   assert mesh.devices.size == 8
   task = _task(config)
-  registered = objectives.get_method(method)
-  model = registered.build_model(task, config)
-  state = training.create_train_state(model, training.make_optimizer(config.train),
-                                      task.example_input, jax.random.key(0), mesh)
-  step = training.make_train_step(model, registered, task, config, mesh)
+  _, state, step = training.setup(config, objectives.get_method(method), task, mesh,
+                                  jax.random.key(0))
   batch = jax.device_put({"image": task.train_arrays["image"][:BATCH]},
                          sharding.batch_sharded(mesh))
   losses = []

@@ -19,11 +19,8 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 def _one_step_params(config, devices, num_steps=2):
   mesh = sharding.make_data_mesh(devices)
   task = tasks.build_task(config)
-  method = objectives.get_method(config.loss.method)
-  model = method.build_model(task, config)
-  state = training.create_train_state(model, training.make_optimizer(config.train),
-                                      task.example_input, jax.random.key(0), mesh)
-  step = training.make_train_step(model, method, task, config, mesh)
+  _, state, step = training.setup(config, objectives.get_method(config.loss.method), task, mesh,
+                                  jax.random.key(0))
   batch = {"image": task.train_arrays["image"][:config.data.batch_size]}
   batch = jax.device_put(batch, sharding.batch_sharded(mesh))
   for _ in range(num_steps):
