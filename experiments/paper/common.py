@@ -78,28 +78,30 @@ def run_in_processes(runs: Sequence[tuple[ml_collections.ConfigDict, pathlib.Pat
   Each child gets the config as JSON; finished runs are skipped as in `run_or_load`.
   """
   pending = [(c, w) for c, w in runs if not (w / "summary.json").exists()]
-  active: list[subprocess.Popen] = []
+  active: list[tuple[subprocess.Popen, pathlib.Path]] = []
   for config, workdir in pending:
     while len(active) >= processes:
       active = _reap(active)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "requested_config.json").write_text(config.to_json_best_effort(indent=2))
-    active.append(subprocess.Popen(
+    active.append((subprocess.Popen(
         [sys.executable, "-m", "experiments.paper.run_one", str(workdir),
-         str(num_devices or 0)]))
+         str(num_devices or 0)]), workdir))
   while active:
     active = _reap(active)
 
 
-def _reap(active: list[subprocess.Popen]) -> list[subprocess.Popen]:
+def _reap(active: list[tuple[subprocess.Popen, pathlib.Path]]
+          ) -> list[tuple[subprocess.Popen, pathlib.Path]]:
+  """Waits briefly; returns the runs still going, raising for one that failed."""
   time.sleep(0.5)
   still = []
-  for process in active:
+  for process, workdir in active:
     code = process.poll()
     if code is None:
-      still.append(process)
+      still.append((process, workdir))
     elif code:
-      raise RuntimeError(f"Run {process.args[-1]} failed with exit code {code}; see its log.")
+      raise RuntimeError(f"Run {workdir} failed with exit code {code}; see its log.")
   return still
 
 
