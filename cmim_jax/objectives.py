@@ -6,6 +6,23 @@ as model inputs; `views` is a tuple of `Method.num_views` independently augmente
 (empty for methods that need none). `terms` is a dict of scalars logged beside the loss. The
 `Method` record also says which model the method trains (`build_model`): whether it has a decoder
 and whether it adds a projection head. Register new methods with `register`.
+
+The contrastive term of cMIM, cMIM-Σ and the contrastive VAE compares an anchor a_i with a
+positive latent p_i among the batch's positives p_j (`losses.contrastive_log_prob(a, p)`, with
+s_ij = cos(a_i, p_j) / τ). Which tensors these are is a free choice of the formulation, set by two
+config fields (`contrastive_pair`):
+  loss.contrastive_anchor:
+    "mu"          a_i = mu_i, the encoder mean (the default; what the paper's equation writes).
+    "projection"  a_i = g(mu_i), g: R^D -> R^D a deterministic MLP head (Dense(projection_hidden),
+                  GELU, Dense(D)) trained with the term; the representation stays mu.
+    "z"           a_i = z_i, the sample the decoder reconstructs (needs a second-sample positive:
+                  against itself s_ii = 1/τ always).
+  loss.contrastive_positive:
+    "z"              p_i = z_i ~ q(z|x_i), the sample the decoder reconstructs (the default).
+    "second_sample"  p_i = z'_i = mu_i + sigma_i * eps'_i, a second sample independent of z_i.
+With anchor "mu" and positive "z", s_ii = cos(mu_i, mu_i + sigma_i eps_i) / τ tends to 1/τ as the
+posterior narrows, p(k = i) tends to 1 and the term's gradient vanishes unless negatives are
+nearly parallel (`cmim_jax.diagnostics` measures this); the other options change that geometry.
 """
 
 from __future__ import annotations
@@ -18,7 +35,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from cmim_jax import losses
-from cmim_jax.models import AutoEncoder, ProjectionHead
+from cmim_jax.models import AutoEncoder, ProjectionHead, reparameterize
 
 LossAndTerms = tuple[jax.Array, dict[str, jax.Array]]
 MethodFn = Callable[..., LossAndTerms]
@@ -37,6 +54,9 @@ class Method:
       never augmented for it by default).
     uses_projection: whether the model gets a projection head (`loss.projection_hidden`,
       `loss.projection_dim`) between the encoder means and the loss.
+    contrastive: whether the loss holds the cMIM contrastive term (logged as
+      `contrastive_log_prob`, weighted by `loss.contrastive_weight`) built by `contrastive_pair`;
+      such a method gets a D -> D head when `loss.contrastive_anchor` is "projection".
   """
 
   name: str
@@ -44,6 +64,7 @@ class Method:
   has_decoder: bool = True
   num_views: int = 0
   uses_projection: bool = False
+  contrastive: bool = False
 
   def build_model(self, task, config: ml_collections.ConfigDict) -> AutoEncoder:
     """`task`'s auto-encoder for `config.model`, shaped for this method.
@@ -52,8 +73,11 @@ class Method:
     here, so the parameter tree always matches.
     """
     model = task.build_model(config.model)
-    projection = (ProjectionHead(config.loss.projection_hidden, config.loss.projection_dim)
-                  if self.uses_projection else None)
+    projection = None
+    if self.uses_projection:
+      projection = ProjectionHead(config.loss.projection_hidden, config.loss.projection_dim)
+    elif self.contrastive and contrastive_options(config.loss)[0] == "projection":
+      projection = ProjectionHead(config.loss.projection_hidden, output_dim=None)  # R^D -> R^D.
     return model.clone(decoder=model.decoder if self.has_decoder else None, projection=projection)
 
 
@@ -79,9 +103,47 @@ def _reconstruct(model, params, x, key):
   return outputs, outputs["log_px"]
 
 
-def _contrastive_term(outputs, cfg, denominator):
+ANCHORS = ("mu", "projection", "z")
+POSITIVES = ("z", "second_sample")
+
+
+def contrastive_options(cfg: ml_collections.ConfigDict) -> tuple[str, str]:
+  """(anchor, positive) of `cfg` (a config's `loss`), checked; ("mu", "z") where unset."""
+  anchor = cfg.get("contrastive_anchor", "mu")
+  positive = cfg.get("contrastive_positive", "z")
+  if anchor not in ANCHORS:
+    raise ValueError(f"loss.contrastive_anchor must be one of {ANCHORS}, got {anchor!r}.")
+  if positive not in POSITIVES:
+    raise ValueError(f"loss.contrastive_positive must be one of {POSITIVES}, got {positive!r}.")
+  if anchor == "z" and positive == "z":
+    raise ValueError("loss.contrastive_anchor='z' with loss.contrastive_positive='z' compares each "
+                     "sample with itself (s_ii = 1/temperature, no gradient); set "
+                     "loss.contrastive_positive='second_sample'.")
+  return anchor, positive
+
+
+def contrastive_pair(outputs: dict, key: jax.Array,
+                     cfg: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
+  """The anchors a [B, D] and positives p [B, D] of the contrastive term (see the module doc).
+
+  Args:
+    outputs: the auto-encoder's outputs (mu, logvar, z and, for the "projection" anchor,
+      projection = g(mu)).
+    key: the loss's key; the second sample uses a key folded from it (independent of z).
+    cfg: the config's `loss`.
+  """
+  anchor, positive = contrastive_options(cfg)
+  if positive == "second_sample":
+    positives = reparameterize(jax.random.fold_in(key, 1), outputs["mu"], outputs["logvar"])
+  else:
+    positives = outputs["z"]
+  return outputs[anchor], positives  # The anchor options name the outputs ("projection" = g(mu)).
+
+
+def _contrastive_term(outputs, key, cfg, denominator):
+  anchors, positives = contrastive_pair(outputs, key, cfg)
   return jnp.mean(losses.contrastive_log_prob(
-      outputs["mu"], outputs["z"], temperature=cfg.temperature, denominator=denominator))
+      anchors, positives, temperature=cfg.temperature, denominator=denominator))
 
 
 def _mim(model, params, x, key, cfg, views=()) -> LossAndTerms:
@@ -95,11 +157,10 @@ def _make_cmim(denominator: str) -> MethodFn:
   def cmim(model, params, x, key, cfg, views=()) -> LossAndTerms:
     del views
     out, log_px = _reconstruct(model, params, x, key)
-    loss = losses.cmim_loss(log_px, out["z"], out["mu"], out["logvar"],
-                            temperature=cfg.temperature, denominator=denominator,
-                            contrastive_weight=cfg.contrastive_weight)
-    return loss, dict(reconstruction=-jnp.mean(log_px),
-                      contrastive_log_prob=_contrastive_term(out, cfg, denominator))
+    contrastive = _contrastive_term(out, key, cfg, denominator)
+    loss = (losses.a_mim_loss(log_px, out["z"], out["mu"], out["logvar"])
+            - cfg.contrastive_weight * contrastive)  # = losses.cmim_loss for the default pair.
+    return loss, dict(reconstruction=-jnp.mean(log_px), contrastive_log_prob=contrastive)
   return cmim
 
 
@@ -114,7 +175,7 @@ def _vae(model, params, x, key, cfg, views=()) -> LossAndTerms:
 def _cvae(model, params, x, key, cfg, views=()) -> LossAndTerms:
   del views
   out, log_px = _reconstruct(model, params, x, key)
-  contrastive = _contrastive_term(out, cfg, "mean")
+  contrastive = _contrastive_term(out, key, cfg, "mean")
   loss = losses.vae_loss(log_px, out["mu"], out["logvar"]) - cfg.contrastive_weight * contrastive
   return loss, dict(
       reconstruction=-jnp.mean(log_px),
@@ -150,9 +211,9 @@ def _infonce_x(model, params, x, key, cfg, views=()) -> LossAndTerms:
 
 
 register(Method("mim", _mim))
-register(Method("cmim", _make_cmim("mean")))
-register(Method("cmim_sum", _make_cmim("sum")))
+register(Method("cmim", _make_cmim("mean"), contrastive=True))
+register(Method("cmim_sum", _make_cmim("sum"), contrastive=True))
 register(Method("vae", _vae))
-register(Method("cvae", _cvae))
+register(Method("cvae", _cvae, contrastive=True))
 register(Method("infonce", _infonce, has_decoder=False, num_views=2, uses_projection=True))
 register(Method("infonce_x", _infonce_x, num_views=2, uses_projection=True))

@@ -57,6 +57,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.loss.method = "cmim"  # cmim, cmim_sum, mim, vae, cvae, infonce, infonce_x.
   config.loss.temperature = 0.1  # Of every contrastive term (cMIM's and InfoNCE's).
   config.loss.contrastive_weight = 1.0  # Of the contrastive term next to a reconstruction term.
+  # The contrastive pair (cmim, cmim_sum, cvae; see cmim_jax/objectives.py): anchor "mu",
+  # "projection" (a D -> D head on mu) or "z"; positive "z" or "second_sample" (z' ~ q(z|x)).
+  config.loss.contrastive_anchor = "mu"
+  config.loss.contrastive_positive = "z"
   config.loss.projection_hidden = 128  # InfoNCE projection head: Dense(hidden), GELU, Dense(dim).
   config.loss.projection_dim = 64
 
