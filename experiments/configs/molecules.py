@@ -69,7 +69,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.loss.contrastive_weight = 1.0
   config.loss.contrastive_anchor = "mu"  # Or "projection", "z" (see cmim_jax/objectives.py).
   config.loss.contrastive_positive = "z"  # Or "second_sample".
-  config.loss.projection_hidden = 128  # The "projection" anchor's head: Dense(128), GELU, Dense(K*D).
+  config.loss.projection_hidden = 128  # "projection" anchor head: Dense(128), GELU, Dense(K*D).
 
   config.train = ml_collections.ConfigDict()
   config.train.num_steps = 4000
