@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from cmim_jax import losses, objectives
+from experiments.configs import mnist as mnist_config
+from experiments.configs import molecules as molecules_config
 from tests.test_diagnostics import _tiny
 
 
@@ -73,3 +75,14 @@ def test_every_option_gives_a_finite_loss_and_gradient(anchor, positive):
       lambda p: method.loss_fn(model, p, x, jax.random.key(7), config.loss), has_aux=True))(params)
   assert np.isfinite(float(loss)) and float(terms["contrastive_log_prob"]) <= 0
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
+def test_paper_variants_set_the_papers_numbers():
+  for variant, encoder in (("paper", "mlp"), ("paper_perceiver", "perceiver")):
+    config = mnist_config.get_config(variant)
+    assert (config.model.latent_dim, config.loss.temperature) == (64, 0.1)
+    assert config.model.encoder == encoder
+  molecules = molecules_config.get_config("paper")
+  assert molecules.model.num_latents * molecules.model.latent_dim == 512
+  assert molecules.loss.temperature == 1.0
+
