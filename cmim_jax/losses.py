@@ -14,6 +14,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -58,15 +59,15 @@ def _check_contrastive_rows(batch_size: int, mask) -> None:
         f"A contrastive term needs at least 2 rows (1 positive + >= 1 negative); the batch has "
         f"{batch_size}. Increase the batch size.")
   if mask is not None and not isinstance(mask, jax.core.Tracer):
-    valid_count = int(jnp.sum(jnp.asarray(mask).astype(bool)))
+    valid_count = int(jax.device_get(mask).astype(bool).sum())  # On the host: also under jit.
     if valid_count < 2:
       raise ValueError(
           f"A contrastive term needs at least 2 valid rows; the mask marks {valid_count}. "
           "Pass a batch with more valid rows.")
 
 
-def _cosine_logits(u: jax.Array, v: jax.Array, temperature: float, dtype) -> jax.Array:
-  """s_ij = cos(u_i, v_j) / temperature, [B, B], computed in `dtype`."""
+def _unit_rows(u: jax.Array, v: jax.Array, dtype) -> tuple[jax.Array, jax.Array]:
+  """u and v [B, D] cast to `dtype` and scaled to unit length per row."""
   if u.ndim != 2 or v.ndim != 2 or u.shape != v.shape:
     raise ValueError(
         f"Expected two [B, D] arrays of the same shape, got {u.shape} and {v.shape}. "
@@ -75,7 +76,131 @@ def _cosine_logits(u: jax.Array, v: jax.Array, temperature: float, dtype) -> jax
   v = v.astype(dtype)
   u = u * jax.lax.rsqrt(jnp.sum(u * u, axis=-1, keepdims=True) + _NORM_EPS)
   v = v * jax.lax.rsqrt(jnp.sum(v * v, axis=-1, keepdims=True) + _NORM_EPS)
+  return u, v
+
+
+def _cosine_logits(u: jax.Array, v: jax.Array, temperature: float, dtype) -> jax.Array:
+  """s_ij = cos(u_i, v_j) / temperature, [B, B], computed in `dtype`."""
+  u, v = _unit_rows(u, v, dtype)
   return (u @ v.T) / temperature
+
+
+def _check_block_size(block_size: int | None) -> None:
+  if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
+    raise ValueError(
+        f"block_size must be a positive int (columns per block) or None (dense), got "
+        f"{block_size!r}.")
+
+
+def _is_dense(batch_size: int, block_size: int | None, axis_name) -> bool:
+  """Whether a contrastive term takes the dense [B, B] path (no blocks, no device axis)."""
+  _check_block_size(block_size)
+  return axis_name is None and (block_size is None or block_size >= batch_size)
+
+
+def _column_blocks(b: jax.Array, col_valid: jax.Array, block_size: int):
+  """Splits the columns into K = ceil(C / block_size) blocks, padding with masked columns.
+
+  Returns ([K, block, D] columns, [K, block] validity, [K, block] column indices).
+  """
+  num_columns, dim = b.shape
+  num_blocks = -(-num_columns // block_size)
+  padding = num_blocks * block_size - num_columns
+  b = jnp.pad(b, ((0, padding), (0, 0)))
+  col_valid = jnp.pad(col_valid, (0, padding))  # Pads with False.
+  col_ids = jnp.arange(num_blocks * block_size)
+  return (b.reshape(num_blocks, block_size, dim), col_valid.reshape(num_blocks, block_size),
+          col_ids.reshape(num_blocks, block_size))
+
+
+def _block_logits(a: jax.Array, row_ids: jax.Array, block) -> tuple[jax.Array, jax.Array]:
+  """Logits a @ b_block^T [R, block] and which of them are negatives (valid, off-diagonal)."""
+  b_block, valid_block, ids_block = block
+  keep = valid_block[None, :] & (ids_block[None, :] != row_ids[:, None])
+  return a @ b_block.T, keep
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _negative_logsumexp(a: jax.Array, b: jax.Array, col_valid: jax.Array, row_ids: jax.Array,
+                        block_size: int) -> jax.Array:
+  """lse_i = log sum_{j: col_valid_j, j != row_ids_i} exp(a_i . b_j), without an [R, C] array.
+
+  An online log-sum-exp over column blocks: a running max m_i and a running sum l_i of
+  exp(s_ij - m_i), rescaled by exp(m_old - m_new) when the max grows. The backward pass
+  recomputes each block's logits (d lse_i / d s_ij is the softmax over the kept j), so both
+  passes hold one [R, block_size] block at a time.
+
+  Args:
+    a: [R, D] row vectors.
+    b: [C, D] column vectors.
+    col_valid: bool [C], the columns that may be negatives.
+    row_ids: int [R], the column index of each row's positive (excluded from its sum).
+    block_size: columns per block (static); C need not be a multiple of it.
+
+  Returns:
+    [R] log-sum-exps, -inf for a row with no negatives.
+  """
+  return _negative_logsumexp_fwd(a, b, col_valid, row_ids, block_size)[0]
+
+
+def _negative_logsumexp_fwd(a, b, col_valid, row_ids, block_size):
+  def step(carry, block):
+    running_max, running_sum = carry
+    logits, keep = _block_logits(a, row_ids, block)
+    logits = jnp.where(keep, logits, -jnp.inf)
+    new_max = jnp.maximum(running_max, jnp.max(logits, axis=1))
+    shift = jnp.where(jnp.isfinite(new_max), new_max, 0.0)  # No negative yet: avoids -inf - -inf.
+    running_sum = (running_sum * jnp.exp(running_max - shift)
+                   + jnp.sum(jnp.exp(logits - shift[:, None]), axis=1))
+    return (new_max, running_sum), None
+
+  init = (jnp.full_like(a[:, 0], -jnp.inf), jnp.zeros_like(a[:, 0]))  # *_like: a's device axes.
+  (running_max, running_sum), _ = jax.lax.scan(
+      step, init, _column_blocks(b, col_valid, block_size))
+  lse = running_max + jnp.log(running_sum)
+  return lse, (a, b, col_valid, row_ids, lse)
+
+
+def _negative_logsumexp_bwd(block_size, residuals, cotangent):
+  a, b, col_valid, row_ids, lse = residuals
+  finite_lse = jnp.where(jnp.isfinite(lse), lse, 0.0)
+
+  def step(grad_a, block):
+    logits, keep = _block_logits(a, row_ids, block)
+    grad_logits = jnp.where(keep, jnp.exp(logits - finite_lse[:, None]), 0.0) * cotangent[:, None]
+    return grad_a + grad_logits @ block[0], grad_logits.T @ a
+
+  grad_a, grad_b = jax.lax.scan(step, jnp.zeros_like(a),
+                                _column_blocks(b, col_valid, block_size))
+  return grad_a, grad_b.reshape(-1, b.shape[1])[:b.shape[0]], None, None
+
+
+_negative_logsumexp.defvjp(_negative_logsumexp_fwd, _negative_logsumexp_bwd)
+
+
+def _blockwise_log_prob(anchors, latents, *, temperature, denominator, mask, block_size,
+                        axis_name):
+  """contrastive_log_prob's rows from the online log-sum-exp over negatives (see there)."""
+  dtype = _accumulation_dtype(anchors, latents)
+  anchors, latents = _unit_rows(anchors, latents, dtype)
+  anchors = anchors / temperature
+  valid = _valid_rows(anchors.shape[0], mask)
+  row_ids = jnp.arange(anchors.shape[0])
+  all_latents, all_valid = latents, valid
+  if axis_name is not None:  # This device's rows against every device's latents.
+    all_latents = jax.lax.all_gather(latents, axis_name, tiled=True)
+    all_valid = jax.lax.all_gather(valid, axis_name, tiled=True)
+    row_ids = row_ids + jax.lax.axis_index(axis_name) * anchors.shape[0]
+  _check_contrastive_rows(all_latents.shape[0], mask)
+  positive = jnp.sum(anchors * latents, axis=-1)  # s_ii, [R].
+  count = jnp.sum(all_valid)
+  log_negatives = _negative_logsumexp(anchors, all_latents, all_valid, row_ids,
+                                      block_size or all_latents.shape[0])
+  if denominator == "mean":
+    log_negatives = log_negatives - jnp.log(count.astype(dtype) - 1.0)
+  log_prob = positive - jnp.logaddexp(positive, log_negatives)
+  log_prob = jnp.where(count >= 2, log_prob, jnp.nan)  # Only reachable under jit.
+  return jnp.where(valid, log_prob, 0.0)
 
 
 def gaussian_log_prob(z: jax.Array, mu: jax.Array, logvar: jax.Array) -> jax.Array:
@@ -110,6 +235,8 @@ def contrastive_log_prob(
     temperature: float,
     denominator: str = "mean",
     mask: jax.Array | None = None,
+    block_size: int | None = None,
+    axis_name: str | None = None,
 ) -> jax.Array:
   """Log-probability that anchor i picks its own latent among the batch's latents.
 
@@ -119,21 +246,39 @@ def contrastive_log_prob(
   The "mean" denominator averages the negatives, so the term does not drift like -log B with the
   batch size; "mean" equals InfoNCE's log-softmax with the positive logit shifted by log(n - 1).
 
+  Memory: the dense path (block_size None or >= B) forms [B, B] logits. With a block_size it
+  takes the positive s_ii from the row pairs and log sum_{j != i} exp(s_ij) from an online
+  log-sum-exp over column blocks whose backward pass recomputes the blocks, so neither pass holds
+  more than [B, block_size] (B need not be a multiple of block_size). Both give the same values
+  and gradients to rounding.
+
+  Inside `shard_map` (or `pmap`), `axis_name` names the axis the batch is split over: the
+  arguments are then this device's rows [B/n, D] (and mask [B/n]); the latents and mask are
+  all-gathered, so each device scores its rows against all B latents, one [B/n, block_size] block
+  at a time, and returns its rows' [B/n] log-probabilities (n counts valid rows on all devices).
+
   Args:
     anchors: [B, D] anchors (cMIM: encoder means).
     latents: [B, D] latents (cMIM: sampled z).
     temperature: positive scalar dividing the cosine similarities.
     denominator: "mean" or "sum".
     mask: optional bool [B] of valid rows.
+    block_size: None for the dense path, else the number of columns per block.
+    axis_name: optional mapped axis the batch is split over (see above); blockwise, with one
+      block of all B columns when block_size is None.
 
   Returns:
     [B] log-probabilities, 0 for invalid rows.
 
   Raises:
-    ValueError: on mismatched shapes, an unknown denominator, or fewer than 2 valid rows.
+    ValueError: on mismatched shapes, an unknown denominator, a block_size that is not a
+      positive int, or fewer than 2 valid rows.
   """
   if denominator not in DENOMINATORS:
     raise ValueError(f"denominator must be one of {DENOMINATORS}, got {denominator!r}.")
+  if not _is_dense(anchors.shape[0], block_size, axis_name):
+    return _blockwise_log_prob(anchors, latents, temperature=temperature, denominator=denominator,
+                               mask=mask, block_size=block_size, axis_name=axis_name)
   batch_size = anchors.shape[0]
   _check_contrastive_rows(batch_size, mask)
   valid = _valid_rows(batch_size, mask)
@@ -254,18 +399,35 @@ def infonce_loss(
     *,
     temperature: float,
     mask: jax.Array | None = None,
+    block_size: int | None = None,
+    axis_name: str | None = None,
 ) -> jax.Array:
   """InfoNCE: -mean_i [s_ii - logsumexp_j s_ij], s_ij = cos(u_i, v_j) / temperature.
+
+  The log-softmax of row i is contrastive_log_prob's "sum" term; `block_size` and `axis_name`
+  work as there (a blockwise path without [B, B] arrays; this device's rows against all-gathered
+  v inside `shard_map`, the mean then taken over the valid rows of all devices).
 
   Args:
     u: [B, D] first view's embeddings.
     v: [B, D] second view's embeddings; row i is the positive of u_i.
     temperature: positive scalar.
     mask: optional bool [B] of valid rows; j runs over valid rows only.
+    block_size: None for the dense path, else the number of columns per block.
+    axis_name: optional mapped axis the batch is split over.
 
   Returns:
-    Scalar loss.
+    Scalar loss (the same on every device along `axis_name`).
   """
+  if not _is_dense(u.shape[0], block_size, axis_name):
+    log_softmax = _blockwise_log_prob(u, v, temperature=temperature, denominator="sum", mask=mask,
+                                      block_size=block_size, axis_name=axis_name)
+    valid = _valid_rows(u.shape[0], mask)
+    total = jnp.sum(log_softmax)  # 0 on invalid rows.
+    count = jnp.sum(valid)
+    if axis_name is not None:
+      total, count = jax.lax.psum((total, count), axis_name)
+    return -total / jnp.maximum(count, 1)
   batch_size = u.shape[0]
   _check_contrastive_rows(batch_size, mask)
   valid = _valid_rows(batch_size, mask)
