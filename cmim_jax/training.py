@@ -6,11 +6,12 @@ call it directly.
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -50,12 +51,12 @@ def create_train_state(model, tx, example_input: np.ndarray, key: jax.Array,
   return jax.jit(init, out_shardings=sharding_lib.replicated(mesh))(key)
 
 
-def make_train_step(model, method: objectives.Method, task: tasks.Task,
-                    config: ml_collections.ConfigDict, mesh: Mesh) -> TrainStep:
-  """Builds `train_step(state, batch, key) -> (state, metrics)`, jitted over `mesh`.
+def _train_step_fn(model, method: objectives.Method, task: tasks.Task,
+                   config: ml_collections.ConfigDict) -> TrainStep:
+  """The pure `train_step(state, batch, key) -> (state, metrics)` (not jitted).
 
-  The state is replicated and donated; the batch is sharded on its leading axis. The step's
-  randomness is `key` folded with the step number, so it does not depend on the device count.
+  The step's randomness is `key` folded with the step number, so it does not depend on the device
+  count.
   """
   def train_step(state: TrainState, batch: dict, key: jax.Array):
     step_key = jax.random.fold_in(key, state.step)
@@ -71,8 +72,17 @@ def make_train_step(model, method: objectives.Method, task: tasks.Task,
     metrics = dict(loss=loss, grad_norm=optax.tree.norm(grads), **terms)
     return state, metrics
 
+  return train_step
+
+
+def make_train_step(model, method: objectives.Method, task: tasks.Task,
+                    config: ml_collections.ConfigDict, mesh: Mesh) -> TrainStep:
+  """Builds `train_step(state, batch, key) -> (state, metrics)`, jitted over `mesh`.
+
+  The state is replicated and donated; the batch is sharded on its leading axis.
+  """
   replicated = sharding_lib.replicated(mesh)
-  return jax.jit(train_step,
+  return jax.jit(_train_step_fn(model, method, task, config),
                  in_shardings=(replicated, sharding_lib.batch_sharded(mesh), replicated),
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
@@ -86,13 +96,155 @@ def setup(config: ml_collections.ConfigDict, method: objectives.Method, task: ta
   return model, state, make_train_step(model, method, task, config, mesh)
 
 
-@jax.jit
-def _accumulate(totals: dict, metrics: dict) -> dict:
-  return jax.tree.map(jnp.add, totals, metrics)
+class LoopState(NamedTuple):
+  """What the fused loop carries from one dispatch to the next, all on the devices.
+
+  Attributes:
+    train: the train state.
+    permutation: int32 [N], the batch order of the current epoch (see `batching.DeviceBatcher`).
+    totals: metric name -> scalar, the sum of each metric since the last `FusedLoop.take_means`.
+  """
+  train: TrainState
+  permutation: jax.Array
+  totals: dict[str, jax.Array]
+
+
+def _multi_step(train_step: TrainStep, batcher: batching.DeviceBatcher, loop: LoopState,
+                arrays: dict, key: jax.Array, num_steps: int) -> LoopState:
+  """`num_steps` train steps, each gathering its batch on the devices and adding its metrics to
+  the totals."""
+  def one_step(loop: LoopState) -> LoopState:
+    batch, permutation = batcher.batch_at(arrays, loop.permutation, loop.train.step)
+    train, metrics = train_step(loop.train, batch, key)
+    return LoopState(train, permutation, jax.tree.map(jnp.add, loop.totals, metrics))
+
+  if num_steps == 1:
+    return one_step(loop)
+  return jax.lax.fori_loop(0, num_steps, lambda _, carry: one_step(carry), loop)
+
+
+class FusedLoop:
+  """Runs train steps on device-resident data, any number per jitted dispatch.
+
+  A dispatch of k steps gives the same state and metric totals as k calls of `make_train_step`'s
+  step on `batcher.batch(step)`: the batch of a step depends only on (seed, step), so a resumed
+  run stays exact. The host copies nothing to the devices per step and reads the totals only when
+  asked (`take_means`).
+  """
+
+  def __init__(self, model, method: objectives.Method, task: tasks.Task,
+               config: ml_collections.ConfigDict, mesh: Mesh, batcher: batching.DeviceBatcher,
+               key: jax.Array):
+    self._train_step = _train_step_fn(model, method, task, config)
+    self._batcher, self._key = batcher, key
+    self._replicated = sharding_lib.replicated(mesh)
+    self._multi_step = jax.jit(
+        functools.partial(_multi_step, self._train_step, batcher), static_argnums=3,
+        donate_argnums=0, in_shardings=(self._replicated,) * 3, out_shardings=self._replicated)
+    self._zeros_like = jax.jit(lambda tree: jax.tree.map(jnp.zeros_like, tree),
+                               out_shardings=self._replicated)
+
+  def start(self, state: TrainState, step: int) -> LoopState:
+    """The loop state at global step `step` (= `state.step`), with zero totals."""
+    batch = {name: jax.ShapeDtypeStruct((self._batcher.batch_size, *a.shape[1:]), a.dtype)
+             for name, a in self._batcher.arrays.items()}
+    metrics = jax.eval_shape(self._train_step, state, batch, self._key)[1]
+    totals = jax.device_put(jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), metrics),
+                            self._replicated)
+    return LoopState(state, self._batcher.permutation(step), totals)
+
+  def run(self, loop: LoopState, num_steps: int) -> LoopState:
+    """Runs `num_steps` steps in one dispatch (compiled once per distinct `num_steps`)."""
+    return self._multi_step(loop, self._batcher.arrays, self._key, num_steps)
+
+  def take_means(self, loop: LoopState, count: int) -> tuple[LoopState, dict[str, float]]:
+    """Each metric's mean over the last `count` steps (waits for them), and the state with the
+    totals reset."""
+    means = {k: float(v) / count for k, v in jax.device_get(loop.totals).items()}
+    return loop._replace(totals=self._zeros_like(loop.totals)), means
+
+
+def _steps_in_next_dispatch(step: int, config: ml_collections.ConfigDict) -> int:
+  """Steps to run from `step`: `train.steps_per_dispatch`, cut at the next log or checkpoint
+  boundary and at the end of training."""
+  boundaries = [config.train.num_steps]
+  for every in (config.train.log_every_steps, config.checkpoint.every_steps):
+    boundaries.append((step // every + 1) * every)
+  return min(_steps_per_dispatch(config), min(boundaries) - step)
+
+
+def _steps_per_dispatch(config: ml_collections.ConfigDict) -> int:
+  return config.train.get("steps_per_dispatch", 1)
+
+
+def check_cadences(config: ml_collections.ConfigDict) -> None:
+  """Raises a ValueError unless the log and checkpoint cadences are multiples of
+  `train.steps_per_dispatch` (otherwise dispatches of many sizes would each compile anew)."""
+  k = _steps_per_dispatch(config)
+  if k < 1:
+    raise ValueError(f"train.steps_per_dispatch={k} must be at least 1.")
+  for name, every in (("train.log_every_steps", config.train.log_every_steps),
+                      ("checkpoint.every_steps", config.checkpoint.every_steps)):
+    if every % k:
+      raise ValueError(f"{name}={every} must be a multiple of train.steps_per_dispatch={k} (each "
+                       "dispatch runs that many steps); change either.")
 
 
 def _is_main_process() -> bool:
   return jax.process_index() == 0
+
+
+def _format_duration(seconds: float) -> str:
+  minutes, seconds = divmod(int(round(seconds)), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+class Progress:
+  """Reports training progress: a tqdm bar on a terminal, and one log line per logged interval
+  (step, loss, examples/s, ETA) whether or not stderr is a terminal."""
+
+  def __init__(self, start_step: int, num_steps: int, batch_size: int, description: str):
+    self._num_steps, self._batch_size = num_steps, batch_size
+    self._bar = tqdm.tqdm(total=num_steps, initial=start_step, desc=description,
+                          disable=not (sys.stderr.isatty() and _is_main_process()))
+
+  def advance(self, num_steps: int) -> None:
+    self._bar.update(num_steps)
+
+  def log(self, step: int, means: dict[str, float]) -> None:
+    """Logs the interval ending at `step` whose metric means (with examples_per_sec) are `means`."""
+    self._bar.set_postfix(loss=f"{means['loss']:.3f}")
+    seconds_left = (self._num_steps - step) * self._batch_size / means["examples_per_sec"]
+    logging.info("step %d/%d  loss %.4f  %.0f examples/s  ETA %s", step, self._num_steps,
+                 means["loss"], means["examples_per_sec"], _format_duration(seconds_left))
+
+  def close(self) -> None:
+    self._bar.close()
+
+
+def _check_finite(loop: LoopState, checkpointer: checkpointing.Checkpointer, last_good_step: int,
+                  step: int) -> None:
+  """Raises NonFiniteLossError when the loss total since the last log is not finite."""
+  if np.isfinite(float(loop.totals["loss"])):
+    return
+  checkpointer.wait_until_finished()
+  raise NonFiniteLossError(
+      f"The loss became non-finite between steps {last_good_step} and {step}. The last good "
+      f"checkpoint (step {checkpointer.latest_step()}) is intact in {checkpointer.directory}. "
+      "Lower train.learning_rate or train.grad_clip_norm, or raise loss.temperature.")
+
+
+def _evaluate(config: ml_collections.ConfigDict, task: tasks.Task, model, params,
+              mesh: Mesh) -> dict[str, Any]:
+  """The task's end-of-run metrics, or none when `eval.at_end` is False."""
+  if not config.eval.get("at_end", True):
+    logging.info("Skipping the end-of-run evaluation (eval.at_end=False).")
+    return {}
+  start = time.perf_counter()
+  metrics = task.evaluate(model, params, mesh)
+  logging.info("Evaluation took %.1f s.", time.perf_counter() - start)
+  return metrics
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
@@ -104,6 +256,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   """
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  check_cadences(config)
 
   # Mesh: one `data` axis over all devices.
   mesh = sharding_lib.make_data_mesh(devices)
@@ -119,7 +272,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   # Model, optimiser and state.
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
-  model, state, train_step = setup(config, method, task, mesh, init_key)
+  model = method.build_model(task, config)
+  state = create_train_state(model, make_optimizer(config.train), task.example_input, init_key,
+                             mesh)
   logging.info("Parameters: %d", sum(p.size for p in jax.tree.leaves(state.params)))
 
   # Checkpoints: resume from the latest one when present.
@@ -129,39 +284,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     state = checkpointer.restore_state(checkpointing.abstract_like(state), start_step)
     logging.info("Resumed from the checkpoint of step %d.", start_step)
 
+  # Loop: k steps per dispatch, metrics logged and state checkpointed at their cadences.
+  fused = FusedLoop(model, method, task, config, mesh, batcher, train_key)
+  loop = fused.start(state, start_step)
   writer = metric_writers.MetricWriter(workdir, start_step, enabled=_is_main_process())
   num_steps = config.train.num_steps
-  totals, count, interval_start = None, 0, time.perf_counter()
-  last_good_step = start_step
-
-  def check_finite(step):
-    if totals is not None and not np.isfinite(float(totals["loss"])):
-      checkpointer.wait_until_finished()
-      raise NonFiniteLossError(
-          f"The loss became non-finite between steps {last_good_step} and {step}. The last good "
-          f"checkpoint (step {checkpointer.latest_step()}) is intact in {checkpointer.directory}. "
-          "Lower train.learning_rate or train.grad_clip_norm, or raise loss.temperature.")
-
-  progress = tqdm.tqdm(total=num_steps, initial=start_step, desc=config.loss.method,
-                       disable=not (sys.stderr.isatty() and _is_main_process()))
-  for step in range(start_step, num_steps):
-    state, metrics = train_step(state, batcher.batch(step), train_key)
-    totals = metrics if totals is None else _accumulate(totals, metrics)
-    count += 1
-    done = step + 1
-    progress.update(1)
-    if done % config.train.log_every_steps == 0 or done == num_steps:
-      check_finite(done)
-      means = {k: float(v) / count for k, v in jax.device_get(totals).items()}
+  progress = Progress(start_step, num_steps, config.data.batch_size, config.loss.method)
+  step = last_good_step = start_step
+  count, interval_start = 0, time.perf_counter()
+  while step < num_steps:
+    dispatch_steps = _steps_in_next_dispatch(step, config)
+    loop = fused.run(loop, dispatch_steps)
+    step += dispatch_steps
+    count += dispatch_steps
+    progress.advance(dispatch_steps)
+    if step % config.train.log_every_steps == 0 or step == num_steps:
+      _check_finite(loop, checkpointer, last_good_step, step)
+      loop, means = fused.take_means(loop, count)
       means["examples_per_sec"] = count * config.data.batch_size / (
           time.perf_counter() - interval_start)
-      writer.write(done, means)
-      progress.set_postfix(loss=f"{means['loss']:.3f}")
-      last_good_step = done
-      totals, count, interval_start = None, 0, time.perf_counter()
-    if done % config.checkpoint.every_steps == 0 or done == num_steps:
-      check_finite(done)
-      checkpointer.save(done, state, config)
+      writer.write(step, means)
+      progress.log(step, means)
+      last_good_step = step
+      count, interval_start = 0, time.perf_counter()
+    if step % config.checkpoint.every_steps == 0 or step == num_steps:
+      _check_finite(loop, checkpointer, last_good_step, step)
+      checkpointer.save(step, loop.train, config)
   progress.close()
   checkpointer.wait_until_finished()
   checkpointer.close()
@@ -169,7 +317,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   # Evaluation on the test set.
   summary = {"step": num_steps, "method": config.loss.method, "data_source": task.source,
-             **task.evaluate(model, state.params, mesh)}
+             **_evaluate(config, task, model, loop.train.params, mesh)}
   if _is_main_process():
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
   logging.info("Summary: %s", json.dumps(summary))

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -10,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from cmim_jax import checkpointing, objectives, sharding, tasks, training
+from cmim_jax import checkpointing, embeddings, objectives, sharding, tasks, training
+from cmim_jax.data import batching
 from experiments.configs import mnist as mnist_config
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -67,6 +69,74 @@ def test_interrupted_then_resumed_run_equals_uninterrupted_run(tiny_config, tmp_
   assert steps == [2, 3, 4, 6]  # Logged every 2 steps and at the end of each run, no duplicates.
 
 
+def test_fused_loop_equals_single_steps_on_gathered_batches(tiny_config):
+  tiny_config.data.batch_size = 128  # 4 steps per epoch: 6 steps cross an epoch boundary.
+  mesh = sharding.make_data_mesh()
+  method = objectives.get_method(tiny_config.loss.method)
+  task = tasks.build_task(tiny_config)
+  batcher = batching.DeviceBatcher(task.train_arrays, 128, mesh, seed=0)
+  model, initial, step = training.setup(tiny_config, method, task, mesh, jax.random.key(0))
+  key = jax.random.key(1)
+  state, totals = jax.tree.map(jax.numpy.copy, initial), None
+  for i in range(6):
+    state, metrics = step(state, batcher.batch(i), key)
+    if i >= 2:  # Totals over steps 2..5, after a start at step 2 (as on resume).
+      totals = metrics if totals is None else jax.tree.map(np.add, totals, metrics)
+  fused = training.FusedLoop(model, method, task, tiny_config, mesh, batcher, key)
+  for sizes in ((1, 1, 1, 1), (2, 2), (3, 1), (4,)):
+    loop = fused.start(jax.tree.map(jax.numpy.copy, initial), 0)
+    loop = fused.run(fused.run(loop, 1), 1)
+    loop, _ = fused.take_means(loop, 2)
+    for size in sizes:
+      loop = fused.run(loop, size)
+    loop, means = fused.take_means(loop, 4)
+    assert int(loop.train.step) == 6
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(loop.train.params),
+                 jax.device_get(state.params))
+    for name, total in totals.items():
+      np.testing.assert_allclose(means[name], float(total) / 4, rtol=1e-6, err_msg=name)
+
+
+def test_steps_per_dispatch_gives_the_same_run_and_eval_is_configurable(tiny_config, tmp_path,
+                                                                        monkeypatch):
+  embedded_sizes = []
+  embed_inputs = embeddings.embed_inputs
+  monkeypatch.setattr(embeddings, "embed_inputs", lambda model, params, inputs, *args: (
+      embedded_sizes.append(len(inputs)) or embed_inputs(model, params, inputs, *args)))
+  tiny_config.eval.max_examples = 40
+  one = training.train_and_evaluate(tiny_config, tmp_path / "one")
+  assert embedded_sizes == [40, 40] and "knn5_accuracy_mean" in one
+
+  fused = tiny_config.copy_and_resolve_references()
+  fused.train.steps_per_dispatch = 2
+  fused.checkpoint.every_steps = 4
+  fused.train.num_steps = 7  # The last dispatch runs one step.
+  fused.eval.at_end = False
+  summary = training.train_and_evaluate(fused, tmp_path / "two")
+  assert set(summary) == {"step", "method", "data_source"} and embedded_sizes == [40, 40]
+
+  tiny_config.train.num_steps = 7
+  tiny_config.checkpoint.every_steps = 4
+  training.train_and_evaluate(tiny_config, tmp_path / "one")  # Resumes from step 6.
+  _, params_one = _final_params(tmp_path / "one")
+  _, params_two = _final_params(tmp_path / "two")
+  jax.tree.map(np.testing.assert_array_equal, params_one, params_two)
+  records = [[json.loads(line) for line in
+              (tmp_path / run / "metrics.jsonl").read_text().splitlines()] for run in ("one", "two")]
+  for record in records:
+    for r in record:
+      del r["examples_per_sec"]
+  assert [r["step"] for r in records[1]] == [2, 4, 6, 7]
+  assert records[0] == records[1]
+
+
+def test_cadences_must_be_multiples_of_steps_per_dispatch(tiny_config, tmp_path):
+  tiny_config.train.steps_per_dispatch = 4
+  with pytest.raises(ValueError, match=r"train.log_every_steps=2 must be a multiple of "
+                                       r"train.steps_per_dispatch=4"):
+    training.train_and_evaluate(tiny_config, tmp_path)
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path):
   tiny_config.train.num_steps = 3
   training.train_and_evaluate(tiny_config, tmp_path)
@@ -112,11 +182,19 @@ def test_cli_writes_metrics_tensorboard_checkpoints_and_summary(synthetic_mnist_
       "--config.model.hidden_sizes=(32,)", "--config.train.num_steps=4",
       "--config.train.log_every_steps=2", "--config.checkpoint.every_steps=2",
       "--config.loss.method=mim"]
-  result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
-  assert result.returncode == 0, result.stderr[-3000:]
+  log_path = tmp_path / "log.txt"
+  with open(log_path, "w", encoding="utf-8") as log:  # Not a terminal: no progress bar.
+    result = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            timeout=300, env={**os.environ,
+                                              "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+  output = log_path.read_text(encoding="utf-8")
+  assert result.returncode == 0, output[-3000:]
+  progress = re.findall(r"step (\d+)/4  loss ([\d.]+)  \d+ examples/s  ETA \d+m\d\ds", output)
+  assert [int(step) for step, _ in progress] == [2, 4], output[-3000:]
   records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [r["step"] for r in records] == [2, 4]
+  assert [float(loss) for _, loss in progress] == pytest.approx([r["loss"] for r in records],
+                                                                abs=1e-4)
   assert {"loss", "reconstruction", "examples_per_sec", "grad_norm"} <= set(records[0])
   assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
   assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == [
@@ -124,7 +202,7 @@ def test_cli_writes_metrics_tensorboard_checkpoints_and_summary(synthetic_mnist_
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["method"] == "mim" and summary["step"] == 4
   assert "knn5_accuracy_mean" in summary and "test_reconstruction_loss" in summary
-  assert "Summary:" in result.stderr
+  assert "Summary:" in output
 
 
 def test_configs_docstring_command_is_valid():

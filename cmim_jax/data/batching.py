@@ -4,11 +4,14 @@ Every epoch draws a permutation with `jax.random` from (seed, epoch); batch `i` 
 slice [i*B, (i+1)*B) of it, gathered on the devices and sharded over the mesh's batch axis. The
 batch for a given step depends on nothing else, so a resumed run sees exactly the same batches.
 The last partial batch of an epoch is dropped.
+
+The gather is a pure function of (arrays, permutation, step) that the training loop traces into its
+jitted step (`DeviceBatcher.batch_at`), so a step costs one dispatch and no host-to-device copy;
+`DeviceBatcher.batch` runs the same function eagerly.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Mapping
 
 import jax
@@ -18,10 +21,7 @@ from jax.sharding import Mesh
 
 from cmim_jax import sharding as sharding_lib
 
-
-def _gather_rows(arrays, permutation, index, *, batch_size):
-  rows = jax.lax.dynamic_slice_in_dim(permutation, index * batch_size, batch_size)
-  return {name: jnp.take(array, rows, axis=0) for name, array in arrays.items()}
+Arrays = dict[str, jax.Array]
 
 
 class DeviceBatcher:
@@ -32,6 +32,9 @@ class DeviceBatcher:
     batch_size: global batch size B; a multiple of the device count and at most N.
     mesh: the device mesh.
     seed: seeds the per-epoch permutations.
+
+  Attributes:
+    arrays: name -> the device-resident array [N, ...] (replicated); pass it to `batch_at`.
   """
 
   def __init__(self, arrays: Mapping[str, np.ndarray], batch_size: int, mesh: Mesh, seed: int):
@@ -46,20 +49,47 @@ class DeviceBatcher:
           "lower data.batch_size.")
     self.batch_size = batch_size
     self.steps_per_epoch = self.num_examples // batch_size
-    self._arrays = {name: sharding_lib.put_replicated(a, mesh) for name, a in arrays.items()}
+    self.arrays = {name: sharding_lib.put_replicated(a, mesh) for name, a in arrays.items()}
     self._key = jax.random.key(seed)
-    self._permute = jax.jit(
-        lambda key: jax.random.permutation(key, self.num_examples),
-        out_shardings=sharding_lib.replicated(mesh))
-    self._gather = jax.jit(functools.partial(_gather_rows, batch_size=batch_size),
-                           out_shardings=sharding_lib.batch_sharded(mesh))
-    self._epoch = None
-    self._permutation = None
+    self._mesh = mesh
+    self._permutation_of_step = jax.jit(self._epoch_permutation,
+                                        out_shardings=sharding_lib.replicated(mesh))
+    self._batch_at = jax.jit(self.batch_at, out_shardings=(sharding_lib.batch_sharded(mesh),
+                                                           sharding_lib.replicated(mesh)))
+    self._cached = (None, None)  # (epoch, permutation) of the last eager `batch` call.
 
-  def batch(self, step: int) -> dict[str, jax.Array]:
+  def _epoch_permutation(self, step: jax.Array) -> jax.Array:
+    epoch = step // self.steps_per_epoch
+    return jax.random.permutation(jax.random.fold_in(self._key, epoch), self.num_examples)
+
+  def permutation(self, step: int) -> jax.Array:
+    """The permutation int32 [N] of the epoch that contains step `step` (replicated)."""
+    return self._permutation_of_step(np.int32(step))
+
+  def batch_at(self, arrays: Arrays, permutation: jax.Array,
+               step: jax.Array) -> tuple[Arrays, jax.Array]:
+    """Pure, jit-traced: the batch of step `step` and the permutation of its epoch.
+
+    Args:
+      arrays: `self.arrays`.
+      permutation: int32 [N], the permutation of the epoch of step `step`, or of the epoch before
+        when `step` begins a new epoch (it is then redrawn here).
+      step: int scalar, the global step (0-based).
+
+    Returns:
+      (name -> [B, ...] sharded over `data`, the permutation of step `step`'s epoch).
+    """
+    index = step % self.steps_per_epoch
+    permutation = jax.lax.cond(index == 0, self._epoch_permutation, lambda _: permutation, step)
+    rows = jax.lax.dynamic_slice_in_dim(permutation, index * self.batch_size, self.batch_size)
+    batch = {name: jnp.take(array, rows, axis=0) for name, array in arrays.items()}
+    return (jax.lax.with_sharding_constraint(batch, sharding_lib.batch_sharded(self._mesh)),
+            permutation)
+
+  def batch(self, step: int) -> Arrays:
     """The batch of global step `step` (0-based): name -> [B, ...], sharded over `data`."""
-    epoch, index = divmod(step, self.steps_per_epoch)
-    if epoch != self._epoch:
-      self._permutation = self._permute(jax.random.fold_in(self._key, epoch))
-      self._epoch = epoch
-    return self._gather(self._arrays, self._permutation, np.int32(index))
+    epoch = step // self.steps_per_epoch
+    if self._cached[0] != epoch:
+      self._cached = (epoch, self.permutation(step))
+    batch, _ = self._batch_at(self.arrays, self._cached[1], np.int32(step))
+    return batch

@@ -72,13 +72,14 @@ class ImageTask(Task):
   def evaluate(self, model, params, mesh: Mesh) -> dict[str, float]:
     """Test reconstruction loss -log p(x|z=mu) (nats/image, pixels in [0, 1] as targets; absent
     for encoder-only models) and the KNN accuracy of the mean encoding (fit on train, scored on
-    test)."""
+    test); on the first `eval.max_examples` images of each split when it is > 0."""
     batch_size, k = self._eval_config.batch_size, self._eval_config.knn_k
+    limit = self._eval_config.get("max_examples", 0) or None
     embedded = {}
     for split in self.embedding_splits:
       inputs, annotations = self.embedding_inputs(split)
-      embedded[split] = (embeddings.embed_inputs(model, params, inputs, mesh, batch_size),
-                         annotations["labels"])
+      embedded[split] = (embeddings.embed_inputs(model, params, inputs[:limit], mesh, batch_size),
+                         annotations["labels"][:limit])
     (train, train_labels), (test, test_labels) = embedded["train"], embedded["test"]
     knn = KNeighborsClassifier(n_neighbors=k).fit(train["mean"], train_labels)
     metrics = {}

@@ -83,6 +83,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.train.learning_rate = 1e-3
   config.train.grad_clip_norm = 1000.0  # Guards against spikes only; Adam is scale-free.
   config.train.log_every_steps = 100
+  config.train.steps_per_dispatch = 1  # Steps per jitted call; the cadences must be multiples.
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.every_steps = 1000
@@ -91,6 +92,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 1000
   config.eval.knn_k = 5
+  config.eval.at_end = True  # False: no end-of-run evaluation (summary.json has no metrics).
+  config.eval.max_examples = 0  # > 0: evaluate on the first N train and N test images only.
 
   config.distributed = False  # True: call jax.distributed.initialize() (multi-host runs).
 

@@ -79,6 +79,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.train.learning_rate = 5e-4
   config.train.grad_clip_norm = 10.0
   config.train.log_every_steps = 100
+  config.train.steps_per_dispatch = 1  # Steps per jitted call; the cadences must be multiples.
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.every_steps = 500
@@ -88,6 +89,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.eval.batch_size = 500
   config.eval.num_molecules = 500  # Held-out molecules reconstructed greedily.
   config.eval.num_prior_samples = 500  # z ~ N(0, I) decoded for validity / uniqueness.
+  config.eval.at_end = True  # False: no end-of-run evaluation (summary.json has no metrics).
 
   config.distributed = False  # True: call jax.distributed.initialize() (multi-host runs).
 
