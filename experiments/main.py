@@ -8,7 +8,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cmim_jax import training
+from cmim_jax import compilation_cache, training
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and summary.")
 config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
@@ -19,6 +19,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = flags.FLAGS.config
+  compilation_cache.enable(config.get("compilation_cache_dir", ""))
   if config.distributed:
     jax.distributed.initialize()
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(), jax.process_count(),

@@ -10,6 +10,9 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_backend_optimization_level=0"
                            " --xla_llvm_disable_expensive_passes=true").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Entry points run by the tests keep no compilation cache in the user's home (a test that checks
+# the cache points it at a temporary folder).
+os.environ.setdefault("CMIM_JAX_COMPILATION_CACHE", "off")
 
 import pathlib  # pylint: disable=g-import-not-at-top,wrong-import-position
 

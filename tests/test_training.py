@@ -185,8 +185,9 @@ def test_cli_writes_metrics_tensorboard_checkpoints_and_summary(synthetic_mnist_
   log_path = tmp_path / "log.txt"
   with open(log_path, "w", encoding="utf-8") as log:  # Not a terminal: no progress bar.
     result = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            timeout=300, env={**os.environ,
-                                              "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+                            timeout=300, env={**os.environ, "CMIM_JAX_COMPILATION_CACHE": str(
+                                tmp_path / "jax_cache"),
+                                "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
   output = log_path.read_text(encoding="utf-8")
   assert result.returncode == 0, output[-3000:]
   progress = re.findall(r"step (\d+)/4  loss ([\d.]+)  \d+ examples/s  ETA \d+m\d\ds", output)
@@ -203,6 +204,8 @@ def test_cli_writes_metrics_tensorboard_checkpoints_and_summary(synthetic_mnist_
   assert summary["method"] == "mim" and summary["step"] == 4
   assert "knn5_accuracy_mean" in summary and "test_reconstruction_loss" in summary
   assert "Summary:" in output
+  assert f"Compilation cache: {tmp_path / 'jax_cache'}" in output
+  assert len(list((tmp_path / "jax_cache").iterdir())) > 3  # The step, init, evaluation, ...
 
 
 def test_configs_docstring_command_is_valid():

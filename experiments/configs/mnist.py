@@ -96,6 +96,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.eval.max_examples = 0  # > 0: evaluate on the first N train and N test images only.
 
   config.distributed = False  # True: call jax.distributed.initialize() (multi-host runs).
+  # Compiled programs cached on disk: "" = $CMIM_JAX_COMPILATION_CACHE, else jax_cache in the data
+  # cache folder (~/.cache/cmim_jax); "off" = no cache.
+  config.compilation_cache_dir = ""
 
   if arg == "quick":
     config.train.num_steps = 200

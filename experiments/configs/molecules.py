@@ -92,6 +92,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.eval.at_end = True  # False: no end-of-run evaluation (summary.json has no metrics).
 
   config.distributed = False  # True: call jax.distributed.initialize() (multi-host runs).
+  # Compiled programs cached on disk: "" = $CMIM_JAX_COMPILATION_CACHE, else jax_cache in the data
+  # cache folder (~/.cache/cmim_jax); "off" = no cache.
+  config.compilation_cache_dir = ""
 
   if arg == "quick":
     config.data.max_train_molecules = 2_000
