@@ -6,7 +6,7 @@ from typing import Sequence
 
 import ml_collections
 
-from cmim_jax.models.autoencoder import AutoEncoder
+from cmim_jax.models.autoencoder import AutoEncoder, compute_dtype
 from cmim_jax.models.conv import BernoulliConvDecoder, GaussianConvEncoder
 from cmim_jax.models.gaussian import reparameterize, sample_prior, soft_clamp
 from cmim_jax.models.mlp import BernoulliMLPDecoder, GaussianMLPDecoder, GaussianMLPEncoder
@@ -16,39 +16,42 @@ from cmim_jax.models.projection import ProjectionHead
 
 def _mlp_encoder(cfg, input_shape):
   del input_shape
-  return GaussianMLPEncoder(cfg.latent_dim, tuple(cfg.hidden_sizes), cfg.logvar_min, cfg.logvar_max)
+  return GaussianMLPEncoder(cfg.latent_dim, tuple(cfg.hidden_sizes), cfg.logvar_min, cfg.logvar_max,
+                            compute_dtype(cfg))
 
 
 def _mlp_decoder(cfg, input_shape):
-  return BernoulliMLPDecoder(tuple(input_shape), tuple(cfg.hidden_sizes)[::-1])
+  return BernoulliMLPDecoder(tuple(input_shape), tuple(cfg.hidden_sizes)[::-1], compute_dtype(cfg))
 
 
 def _mlp_gaussian_decoder(cfg, input_shape):
   return GaussianMLPDecoder(tuple(input_shape), tuple(cfg.hidden_sizes)[::-1], cfg.logvar_min,
-                            cfg.logvar_max)
+                            cfg.logvar_max, compute_dtype(cfg))
 
 
 def _conv_encoder(cfg, input_shape):
   del input_shape
   return GaussianConvEncoder(cfg.latent_dim, tuple(cfg.conv_features), cfg.conv_dense_size,
-                             cfg.logvar_min, cfg.logvar_max)
+                             cfg.logvar_min, cfg.logvar_max, compute_dtype(cfg))
 
 
 def _conv_decoder(cfg, input_shape):
-  return BernoulliConvDecoder(tuple(input_shape), tuple(cfg.conv_features)[::-1])
+  return BernoulliConvDecoder(tuple(input_shape), tuple(cfg.conv_features)[::-1],
+                              compute_dtype(cfg))
 
 
 def _perceiver_encoder(cfg, input_shape):
   del input_shape
   p = cfg.perceiver
   return PerceiverImageEncoder(cfg.latent_dim, p.patch_size, p.width, p.num_latents, p.num_heads,
-                               p.encoder_layers, p.mlp_ratio, cfg.logvar_min, cfg.logvar_max)
+                               p.encoder_layers, p.mlp_ratio, cfg.logvar_min, cfg.logvar_max,
+                               compute_dtype(cfg))
 
 
 def _perceiver_decoder(cfg, input_shape):
   p = cfg.perceiver
   return PerceiverImageDecoder(tuple(input_shape), p.patch_size, p.width, p.decoder_memory_tokens,
-                               p.num_heads, p.decoder_layers, p.mlp_ratio)
+                               p.num_heads, p.decoder_layers, p.mlp_ratio, compute_dtype(cfg))
 
 
 ENCODERS = {"mlp": _mlp_encoder, "conv": _conv_encoder, "perceiver": _perceiver_encoder}
@@ -75,6 +78,7 @@ def build_autoencoder(model_config: ml_collections.ConfigDict,
 __all__ = [
     "AutoEncoder", "BernoulliConvDecoder", "BernoulliMLPDecoder", "DECODERS", "ENCODERS",
     "GaussianConvEncoder", "GaussianMLPDecoder", "GaussianMLPEncoder", "PerceiverImageDecoder",
-    "PerceiverImageEncoder", "ProjectionHead", "build_autoencoder", "reparameterize",
+    "PerceiverImageEncoder", "ProjectionHead", "build_autoencoder", "compute_dtype",
+    "reparameterize",
     "sample_prior", "soft_clamp",
 ]

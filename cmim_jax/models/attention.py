@@ -1,10 +1,12 @@
 """Transformer building blocks shared by the Perceiver encoders and decoders (images and SMILES).
 
 All blocks are pre-LayerNorm residual blocks. Shapes: B = batch, N = tokens, K = latents,
-C = width.
+C = width. Each block computes in its `dtype` (parameters stay float32).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -15,11 +17,13 @@ class MlpBlock(nn.Module):
   """x [..., C] -> [..., C]: Dense(mlp_ratio * C), GELU, Dense(C)."""
 
   mlp_ratio: int = 4
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     width = x.shape[-1]
-    return nn.Dense(width)(nn.gelu(nn.Dense(self.mlp_ratio * width)(x)))
+    return nn.Dense(width, dtype=self.dtype)(
+        nn.gelu(nn.Dense(self.mlp_ratio * width, dtype=self.dtype)(x)))
 
 
 class CrossAttentionBlock(nn.Module):
@@ -30,16 +34,18 @@ class CrossAttentionBlock(nn.Module):
 
   num_heads: int = 4
   mlp_ratio: int = 4
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, queries: jax.Array, inputs: jax.Array,
                input_mask: jax.Array | None = None) -> jax.Array:
     mask = None if input_mask is None else input_mask[:, None, None, :]
     attended = nn.MultiHeadDotProductAttention(
-        num_heads=self.num_heads, qkv_features=queries.shape[-1], out_features=queries.shape[-1])(
-            nn.LayerNorm()(queries), nn.LayerNorm()(inputs), mask=mask)
+        num_heads=self.num_heads, qkv_features=queries.shape[-1], out_features=queries.shape[-1],
+        dtype=self.dtype)(nn.LayerNorm(dtype=self.dtype)(queries),
+                          nn.LayerNorm(dtype=self.dtype)(inputs), mask=mask)
     x = queries + attended
-    return x + MlpBlock(self.mlp_ratio)(nn.LayerNorm()(x))
+    return x + MlpBlock(self.mlp_ratio, self.dtype)(nn.LayerNorm(dtype=self.dtype)(x))
 
 
 class SelfAttentionBlock(nn.Module):
@@ -47,12 +53,13 @@ class SelfAttentionBlock(nn.Module):
 
   num_heads: int = 4
   mlp_ratio: int = 4
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-    x = x + nn.MultiHeadDotProductAttention(num_heads=self.num_heads)(
-        nn.LayerNorm()(x), mask=mask)
-    return x + MlpBlock(self.mlp_ratio)(nn.LayerNorm()(x))
+    x = x + nn.MultiHeadDotProductAttention(num_heads=self.num_heads, dtype=self.dtype)(
+        nn.LayerNorm(dtype=self.dtype)(x), mask=mask)
+    return x + MlpBlock(self.mlp_ratio, self.dtype)(nn.LayerNorm(dtype=self.dtype)(x))
 
 
 class PerceiverCore(nn.Module):
@@ -67,16 +74,17 @@ class PerceiverCore(nn.Module):
   num_heads: int = 4
   num_self_attention_layers: int = 2
   mlp_ratio: int = 4
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, inputs: jax.Array, input_mask: jax.Array | None = None) -> jax.Array:
     latents = self.param("latent_queries", nn.initializers.normal(0.02),
                          (self.num_latents, self.latent_width))
-    x = jnp.broadcast_to(latents, (inputs.shape[0], *latents.shape)).astype(inputs.dtype)
-    x = CrossAttentionBlock(self.num_heads, self.mlp_ratio)(x, inputs, input_mask)
+    x = jnp.broadcast_to(latents, (inputs.shape[0], *latents.shape)).astype(self.dtype)
+    x = CrossAttentionBlock(self.num_heads, self.mlp_ratio, self.dtype)(x, inputs, input_mask)
     for _ in range(self.num_self_attention_layers):
-      x = SelfAttentionBlock(self.num_heads, self.mlp_ratio)(x)
-    return nn.LayerNorm()(x)
+      x = SelfAttentionBlock(self.num_heads, self.mlp_ratio, self.dtype)(x)
+    return nn.LayerNorm(dtype=self.dtype)(x)
 
 
 class DecoderBlock(nn.Module):
@@ -88,13 +96,14 @@ class DecoderBlock(nn.Module):
 
   num_heads: int = 4
   mlp_ratio: int = 4
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, memory: jax.Array,
                self_mask: jax.Array | None = None) -> jax.Array:
-    x = x + nn.MultiHeadDotProductAttention(num_heads=self.num_heads)(
-        nn.LayerNorm()(x), mask=self_mask)
+    x = x + nn.MultiHeadDotProductAttention(num_heads=self.num_heads, dtype=self.dtype)(
+        nn.LayerNorm(dtype=self.dtype)(x), mask=self_mask)
     x = x + nn.MultiHeadDotProductAttention(
-        num_heads=self.num_heads, qkv_features=x.shape[-1], out_features=x.shape[-1])(
-            nn.LayerNorm()(x), nn.LayerNorm()(memory))
-    return x + MlpBlock(self.mlp_ratio)(nn.LayerNorm()(x))
+        num_heads=self.num_heads, qkv_features=x.shape[-1], out_features=x.shape[-1],
+        dtype=self.dtype)(nn.LayerNorm(dtype=self.dtype)(x), nn.LayerNorm(dtype=self.dtype)(memory))
+    return x + MlpBlock(self.mlp_ratio, self.dtype)(nn.LayerNorm(dtype=self.dtype)(x))

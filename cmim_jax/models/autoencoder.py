@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
+import ml_collections
 
 from cmim_jax.models.gaussian import reparameterize
+
+
+def compute_dtype(model_config: ml_collections.ConfigDict) -> jnp.dtype:
+  """The dtype layers compute in: `model.dtype` ("float32", the default, or "bfloat16" for mixed
+  precision; parameters, sampling and losses stay float32)."""
+  name = model_config.get("dtype", "float32")
+  if name not in ("float32", "bfloat16"):
+    raise ValueError(f"model.dtype={name!r}; use 'float32' or 'bfloat16'.")
+  return jnp.dtype(name)
 
 
 class AutoEncoder(nn.Module):

@@ -19,6 +19,16 @@ def soft_clamp(x: jax.Array, low: float, high: float) -> jax.Array:
   return jnp.clip(low + jax.nn.softplus(x - low), low, high)
 
 
+def gaussian_outputs(mu: jax.Array, logvar: jax.Array, logvar_min: float,
+                     logvar_max: float) -> tuple[jax.Array, jax.Array]:
+  """A Gaussian layer's raw (mu, logvar) [B, D] in any dtype -> float32 (mu, soft-clamped logvar).
+
+  Under mixed precision the layers compute in bfloat16; sampling and the losses run in float32.
+  """
+  return (mu.astype(jnp.float32),
+          soft_clamp(logvar.astype(jnp.float32), logvar_min, logvar_max))
+
+
 def reparameterize(key: jax.Array, mu: jax.Array, logvar: jax.Array) -> jax.Array:
   """Samples z = mu + exp(logvar / 2) * eps, eps ~ N(0, I). [B, D] -> [B, D]."""
   eps = jax.random.normal(key, mu.shape, dtype=mu.dtype)

@@ -2,79 +2,88 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cmim_jax.models.gaussian import soft_clamp
+from cmim_jax.models.gaussian import gaussian_outputs
 from cmim_jax.models.likelihoods import bernoulli_log_likelihood, gaussian_log_likelihood
 
 
-def _gelu_stack(h: jax.Array, widths: Sequence[int]) -> jax.Array:
-  """Dense + GELU for each width; call it inside an `nn.compact` method (layers become its own)."""
+def _gelu_stack(h: jax.Array, widths: Sequence[int], dtype: Any) -> jax.Array:
+  """Dense + GELU for each width, computed in `dtype`; call it inside an `nn.compact` method
+  (layers become its own)."""
   for width in widths:
-    h = nn.gelu(nn.Dense(width)(h))
+    h = nn.gelu(nn.Dense(width, dtype=dtype)(h))
   return h
 
 
 class GaussianMLPEncoder(nn.Module):
-  """x [B, ...] -> (mu [B, D], logvar [B, D]), logvar soft-clamped to [logvar_min, logvar_max]."""
+  """x [B, ...] -> (mu [B, D], logvar [B, D]), logvar soft-clamped to [logvar_min, logvar_max].
+
+  Layers compute in `dtype` (parameters stay float32); mu and logvar come out float32.
+  """
 
   latent_dim: int
   hidden_sizes: Sequence[int] = (512, 512)
   logvar_min: float = -8.0
   logvar_max: float = 4.0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    h = _gelu_stack(x.reshape((x.shape[0], -1)), self.hidden_sizes)
-    mu = nn.Dense(self.latent_dim, name="mu")(h)
-    logvar = nn.Dense(self.latent_dim, name="logvar")(h)
-    return mu, soft_clamp(logvar, self.logvar_min, self.logvar_max)
+    h = _gelu_stack(x.reshape((x.shape[0], -1)), self.hidden_sizes, self.dtype)
+    mu = nn.Dense(self.latent_dim, dtype=self.dtype, name="mu")(h)
+    logvar = nn.Dense(self.latent_dim, dtype=self.dtype, name="logvar")(h)
+    return gaussian_outputs(mu, logvar, self.logvar_min, self.logvar_max)
 
 
 class BernoulliMLPDecoder(nn.Module):
   """z [B, D] -> (logits [B, *output_shape], hidden [B, hidden_sizes[-1]]).
 
-  `hidden` is the activation right before the output layer: the informative embedding.
+  `hidden` is the activation right before the output layer: the informative embedding (float32).
+  Layers compute in `dtype`; the likelihood is computed in float32.
   """
 
   output_shape: Sequence[int]
   hidden_sizes: Sequence[int] = (512, 512)
+  dtype: Any = jnp.float32
 
   log_likelihood = staticmethod(bernoulli_log_likelihood)
 
   @nn.compact
   def __call__(self, z: jax.Array, x: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     del x  # Not autoregressive: the output depends on z alone.
-    hidden = _gelu_stack(z, self.hidden_sizes)
-    logits = nn.Dense(int(np.prod(self.output_shape)), name="logits")(hidden)
-    return logits.reshape((z.shape[0], *self.output_shape)), hidden
+    hidden = _gelu_stack(z, self.hidden_sizes, self.dtype)
+    logits = nn.Dense(int(np.prod(self.output_shape)), dtype=self.dtype, name="logits")(hidden)
+    return logits.reshape((z.shape[0], *self.output_shape)), hidden.astype(jnp.float32)
 
 
 class GaussianMLPDecoder(nn.Module):
   """z [B, D] -> (params [B, 2, *output_shape] = (mean, logvar), hidden [B, hidden_sizes[-1]]).
 
   For real-valued data (e.g. the 2-D toy). The observation log-variance is predicted per example
-  and soft-clamped like the encoder's.
+  and soft-clamped like the encoder's. Layers compute in `dtype`; the outputs are float32.
   """
 
   output_shape: Sequence[int]
   hidden_sizes: Sequence[int] = (512, 512)
   logvar_min: float = -8.0
   logvar_max: float = 4.0
+  dtype: Any = jnp.float32
 
   log_likelihood = staticmethod(gaussian_log_likelihood)
 
   @nn.compact
   def __call__(self, z: jax.Array, x: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     del x  # Not autoregressive: the output depends on z alone.
-    hidden = _gelu_stack(z, self.hidden_sizes)
+    hidden = _gelu_stack(z, self.hidden_sizes, self.dtype)
     size = int(np.prod(self.output_shape))
-    mean = nn.Dense(size, name="mean")(hidden)
-    logvar = soft_clamp(nn.Dense(size, name="logvar")(hidden), self.logvar_min, self.logvar_max)
+    mean, logvar = gaussian_outputs(nn.Dense(size, dtype=self.dtype, name="mean")(hidden),
+                                    nn.Dense(size, dtype=self.dtype, name="logvar")(hidden),
+                                    self.logvar_min, self.logvar_max)
     params = jnp.stack([mean, logvar], axis=1)
-    return params.reshape((z.shape[0], 2, *self.output_shape)), hidden
+    return params.reshape((z.shape[0], 2, *self.output_shape)), hidden.astype(jnp.float32)

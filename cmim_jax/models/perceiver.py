@@ -12,14 +12,14 @@ gives N = 49 tokens). Shapes: B = batch, N = patches, C = width, K = latents, M 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from cmim_jax.models.attention import CrossAttentionBlock, PerceiverCore, SelfAttentionBlock
-from cmim_jax.models.gaussian import soft_clamp
+from cmim_jax.models.gaussian import gaussian_outputs
 from cmim_jax.models.likelihoods import bernoulli_log_likelihood
 
 
@@ -53,7 +53,10 @@ def _positions(module: nn.Module, name: str, num: int, width: int) -> jax.Array:
 
 
 class PerceiverImageEncoder(nn.Module):
-  """x [B, H, W, C] -> (mu [B, D], logvar [B, D]), logvar soft-clamped to [logvar_min, logvar_max]."""
+  """x [B, H, W, C] -> (mu [B, D], logvar [B, D]), logvar soft-clamped to [logvar_min, logvar_max].
+
+  Layers compute in `dtype` (parameters stay float32); mu and logvar come out float32.
+  """
 
   latent_dim: int
   patch_size: int = 4
@@ -64,18 +67,19 @@ class PerceiverImageEncoder(nn.Module):
   mlp_ratio: int = 4
   logvar_min: float = -8.0
   logvar_max: float = 4.0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     patches = patchify(x, self.patch_size)
-    tokens = nn.Dense(self.width, name="embed")(patches)
-    tokens = tokens + _positions(self, "positions", patches.shape[1], self.width)
+    tokens = nn.Dense(self.width, dtype=self.dtype, name="embed")(patches)
+    tokens = tokens + _positions(self, "positions", patches.shape[1], self.width).astype(self.dtype)
     latents = PerceiverCore(self.num_latents, self.width, self.num_heads, self.num_layers,
-                            self.mlp_ratio)(tokens)
+                            self.mlp_ratio, self.dtype)(tokens)
     pooled = jnp.mean(latents, axis=1)
-    mu = nn.Dense(self.latent_dim, name="mu")(pooled)
-    logvar = nn.Dense(self.latent_dim, name="logvar")(pooled)
-    return mu, soft_clamp(logvar, self.logvar_min, self.logvar_max)
+    mu = nn.Dense(self.latent_dim, dtype=self.dtype, name="mu")(pooled)
+    logvar = nn.Dense(self.latent_dim, dtype=self.dtype, name="logvar")(pooled)
+    return gaussian_outputs(mu, logvar, self.logvar_min, self.logvar_max)
 
 
 class PerceiverImageDecoder(nn.Module):
@@ -83,7 +87,8 @@ class PerceiverImageDecoder(nn.Module):
 
   `hidden` is the LayerNormed output-query state [B, N, width] that feeds the per-patch output
   layer, flattened patch by patch (row-major) to one vector per example: the informative
-  embedding keeps where each part of the image is, as the conv decoder's does.
+  embedding keeps where each part of the image is, as the conv decoder's does. Layers compute in
+  `dtype`; `hidden` comes out float32.
   """
 
   output_shape: Sequence[int]
@@ -93,6 +98,7 @@ class PerceiverImageDecoder(nn.Module):
   num_heads: int = 4
   num_layers: int = 1  # Self-attention blocks on the memory.
   mlp_ratio: int = 4
+  dtype: Any = jnp.float32
 
   log_likelihood = staticmethod(bernoulli_log_likelihood)
 
@@ -103,14 +109,15 @@ class PerceiverImageDecoder(nn.Module):
     _check_patch_size(self.output_shape, self.patch_size)
     num_patches = (height // self.patch_size) * (width // self.patch_size)
     batch = z.shape[0]
-    memory = nn.Dense(self.num_memory_tokens * self.width, name="memory")(z)
+    memory = nn.Dense(self.num_memory_tokens * self.width, dtype=self.dtype, name="memory")(z)
     memory = memory.reshape(batch, self.num_memory_tokens, self.width)
     for _ in range(self.num_layers):
-      memory = SelfAttentionBlock(self.num_heads, self.mlp_ratio)(memory)
+      memory = SelfAttentionBlock(self.num_heads, self.mlp_ratio, self.dtype)(memory)
     queries = _positions(self, "output_queries", num_patches, self.width)
     queries = jnp.broadcast_to(queries, (batch, num_patches, self.width)).astype(memory.dtype)
-    hidden = CrossAttentionBlock(self.num_heads, self.mlp_ratio)(queries, memory)
-    hidden = nn.LayerNorm()(hidden)
-    patches = nn.Dense(self.patch_size * self.patch_size * channels, name="logits")(hidden)
+    hidden = CrossAttentionBlock(self.num_heads, self.mlp_ratio, self.dtype)(queries, memory)
+    hidden = nn.LayerNorm(dtype=self.dtype)(hidden)
+    patches = nn.Dense(self.patch_size * self.patch_size * channels, dtype=self.dtype,
+                       name="logits")(hidden)
     logits = unpatchify(patches, self.output_shape, self.patch_size)
-    return logits, hidden.reshape(batch, -1)
+    return logits, hidden.reshape(batch, -1).astype(jnp.float32)

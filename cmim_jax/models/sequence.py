@@ -11,6 +11,8 @@ mean-pooled over those positions, is the informative embedding at z = mu.
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -18,8 +20,8 @@ import ml_collections
 
 from cmim_jax.data.smiles import BOS_ID, EOS_ID, PAD_ID
 from cmim_jax.models.attention import DecoderBlock, PerceiverCore
-from cmim_jax.models.autoencoder import AutoEncoder
-from cmim_jax.models.gaussian import soft_clamp
+from cmim_jax.models.autoencoder import AutoEncoder, compute_dtype
+from cmim_jax.models.gaussian import gaussian_outputs
 
 SEQUENCE_ENCODERS = ("perceiver_seq",)
 SEQUENCE_DECODERS = ("transformer_ar",)
@@ -54,7 +56,8 @@ class PerceiverSmilesEncoder(nn.Module):
 
   Token + learned positional embeddings, K latent queries cross-attending to the tokens (padding
   masked) and self-attending (`PerceiverCore`), then per-latent linear maps to D means and
-  log-variances (soft-clamped to [logvar_min, logvar_max]).
+  log-variances (soft-clamped to [logvar_min, logvar_max]). Layers compute in `dtype`
+  (parameters stay float32); mu and logvar come out float32.
   """
 
   vocab_size: int
@@ -67,6 +70,7 @@ class PerceiverSmilesEncoder(nn.Module):
   mlp_ratio: int = 4
   logvar_min: float = -8.0
   logvar_max: float = 4.0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -74,12 +78,13 @@ class PerceiverSmilesEncoder(nn.Module):
     batch, length = x.shape
     positions = self.param("position_embedding", nn.initializers.normal(0.02),
                            (self.max_length, self.width))
-    h = nn.Embed(self.vocab_size, self.width, name="token_embedding")(x) + positions[:length]
+    h = nn.Embed(self.vocab_size, self.width, dtype=self.dtype, name="token_embedding")(x)
+    h = h + positions[:length].astype(self.dtype)
     latents = PerceiverCore(self.num_latents, self.width, self.num_heads, self.num_layers,
-                            self.mlp_ratio)(h, x != PAD_ID)
-    mu = nn.Dense(self.latent_dim, name="mu")(latents).reshape((batch, -1))
-    logvar = nn.Dense(self.latent_dim, name="logvar")(latents).reshape((batch, -1))
-    return mu, soft_clamp(logvar, self.logvar_min, self.logvar_max)
+                            self.mlp_ratio, self.dtype)(h, x != PAD_ID)
+    mu = nn.Dense(self.latent_dim, dtype=self.dtype, name="mu")(latents).reshape((batch, -1))
+    logvar = nn.Dense(self.latent_dim, dtype=self.dtype, name="logvar")(latents)
+    return gaussian_outputs(mu, logvar.reshape((batch, -1)), self.logvar_min, self.logvar_max)
 
 
 class TransformerSmilesDecoder(nn.Module):
@@ -88,7 +93,8 @@ class TransformerSmilesDecoder(nn.Module):
   Memory: z viewed as K vectors of size D, each mapped to the model width plus a learned
   per-latent embedding. Then causal self-attention over the shifted tokens x[:, :-1] and
   cross-attention to the memory, `num_layers` times, and a final LayerNorm whose output feeds the
-  output projection; `hidden` is that output mean-pooled over the non-padding targets.
+  output projection; `hidden` is that output mean-pooled over the non-padding targets (float32).
+  Layers compute in `dtype`; the likelihood is computed in float32.
   """
 
   vocab_size: int
@@ -99,6 +105,7 @@ class TransformerSmilesDecoder(nn.Module):
   num_heads: int = 4
   num_layers: int = 2
   mlp_ratio: int = 4
+  dtype: Any = jnp.float32
 
   log_likelihood = staticmethod(token_log_likelihood)
 
@@ -112,20 +119,21 @@ class TransformerSmilesDecoder(nn.Module):
     if z.shape != (batch, self.num_latents * self.latent_dim):
       raise ValueError(f"z must be [B, K*D] = [B, {self.num_latents * self.latent_dim}], got "
                        f"{z.shape}.")
-    memory = nn.Dense(self.width, name="memory")(
+    memory = nn.Dense(self.width, dtype=self.dtype, name="memory")(
         z.reshape((batch, self.num_latents, self.latent_dim)))
     memory = memory + self.param("memory_embedding", nn.initializers.normal(0.02),
-                                 (self.num_latents, self.width))
+                                 (self.num_latents, self.width)).astype(self.dtype)
     inputs = x[:, :-1]
     positions = self.param("position_embedding", nn.initializers.normal(0.02),
                            (self.max_length, self.width))
-    h = nn.Embed(self.vocab_size, self.width, name="token_embedding")(inputs)
-    h = h + positions[:inputs.shape[1]]
+    h = nn.Embed(self.vocab_size, self.width, dtype=self.dtype, name="token_embedding")(inputs)
+    h = h + positions[:inputs.shape[1]].astype(self.dtype)
     causal = nn.make_causal_mask(inputs)
     for _ in range(self.num_layers):
-      h = DecoderBlock(self.num_heads, self.mlp_ratio)(h, memory, causal)
-    h = nn.LayerNorm()(h)
-    logits = nn.Dense(self.vocab_size, name="logits")(h)
+      h = DecoderBlock(self.num_heads, self.mlp_ratio, self.dtype)(h, memory, causal)
+    h = nn.LayerNorm(dtype=self.dtype)(h)
+    logits = nn.Dense(self.vocab_size, dtype=self.dtype, name="logits")(h)
+    h = h.astype(jnp.float32)
     scored = (x[:, 1:] != PAD_ID)[..., None].astype(h.dtype)
     hidden = jnp.sum(h * scored, axis=1) / jnp.maximum(jnp.sum(scored, axis=1), 1.0)
     return logits, hidden
@@ -170,7 +178,7 @@ def build_sequence_autoencoder(model_config: ml_collections.ConfigDict, vocab_si
   shared = dict(vocab_size=vocab_size, max_length=max_length,
                 num_latents=model_config.num_latents, latent_dim=model_config.latent_dim,
                 width=model_config.width, num_heads=model_config.num_heads,
-                mlp_ratio=model_config.mlp_ratio)
+                mlp_ratio=model_config.mlp_ratio, dtype=compute_dtype(model_config))
   return AutoEncoder(
       PerceiverSmilesEncoder(num_layers=model_config.encoder_layers,
                              logvar_min=model_config.logvar_min,

@@ -42,6 +42,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.model.encoder = "mlp"  # "mlp", "conv" or "perceiver".
   config.model.decoder = ""  # "" = the encoder's family.
   config.model.latent_dim = 16
+  config.model.dtype = "float32"  # Compute dtype; "bfloat16": parameters and losses stay float32.
   config.model.hidden_sizes = (512, 512)  # MLP widths; the decoder uses them reversed.
   config.model.conv_features = (32, 64)  # Conv channels; the decoder uses them reversed.
   config.model.conv_dense_size = 256

@@ -58,6 +58,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.model.decoder = "transformer_ar"
   config.model.num_latents = 4  # K latent vectors ...
   config.model.latent_dim = 16  # ... of D dims: z has K * D = 64 dims.
+  config.model.dtype = "float32"  # Compute dtype; "bfloat16": parameters and losses stay float32.
   config.model.width = 128
   config.model.num_heads = 4
   config.model.encoder_layers = 2  # Latent self-attention blocks after the cross-attention.
