@@ -264,18 +264,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   sharding_lib.check_batch_size(config.data.batch_size, mesh)
 
   # Input: the training set lives on the devices; batches are gathered there.
+  phase_start = time.perf_counter()
   method = objectives.get_method(config.loss.method)
   task = tasks.build_task(config)
   config = task.save_assets(workdir, config)  # E.g. a vocabulary the saved config points at.
   batcher = batching.DeviceBatcher(task.train_arrays, config.data.batch_size, mesh,
                                    seed=config.seed)
+  logging.info("Data loaded and placed on the devices in %.1f s.",
+               time.perf_counter() - phase_start)
 
   # Model, optimiser and state.
+  phase_start = time.perf_counter()
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
   model = method.build_model(task, config)
   state = create_train_state(model, make_optimizer(config.train), task.example_input, init_key,
                              mesh)
-  logging.info("Parameters: %d", sum(p.size for p in jax.tree.leaves(state.params)))
+  logging.info("Parameters: %d (initialised in %.1f s)", sum(
+      p.size for p in jax.tree.leaves(state.params)), time.perf_counter() - phase_start)
 
   # Checkpoints: resume from the latest one when present.
   checkpointer = checkpointing.Checkpointer(workdir / "checkpoints", config.checkpoint.max_to_keep)
@@ -294,7 +299,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   count, interval_start = 0, time.perf_counter()
   while step < num_steps:
     dispatch_steps = _steps_in_next_dispatch(step, config)
+    dispatch_start = time.perf_counter()
     loop = fused.run(loop, dispatch_steps)
+    if step == start_step:  # Compiling is synchronous, running is not.
+      logging.info("Train step compiled in %.1f s.", time.perf_counter() - dispatch_start)
     step += dispatch_steps
     count += dispatch_steps
     progress.advance(dispatch_steps)
@@ -312,6 +320,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       checkpointer.save(step, loop.train, config)
   progress.close()
   checkpointer.wait_until_finished()
+  logging.info("Training done.")
   checkpointer.close()
   writer.close()
 

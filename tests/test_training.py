@@ -121,8 +121,8 @@ def test_steps_per_dispatch_gives_the_same_run_and_eval_is_configurable(tiny_con
   _, params_one = _final_params(tmp_path / "one")
   _, params_two = _final_params(tmp_path / "two")
   jax.tree.map(np.testing.assert_array_equal, params_one, params_two)
-  records = [[json.loads(line) for line in
-              (tmp_path / run / "metrics.jsonl").read_text().splitlines()] for run in ("one", "two")]
+  records = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().split(
+      "\n") if line] for run in ("one", "two")]
   for record in records:
     for r in record:
       del r["examples_per_sec"]
