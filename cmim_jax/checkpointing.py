@@ -1,18 +1,34 @@
-"""Orbax checkpoints of the train state, with the run's config saved beside each one.
+"""Orbax checkpoints of the train state, with the run's config saved beside each one, verified.
 
 Orbax writes each step to a temporary folder and renames it into place when complete, so an
-interrupted save never replaces or corrupts the last complete checkpoint.
+interrupted save never replaces or corrupts the last complete checkpoint. Once a save is complete,
+the first process writes `<step>/manifest.sha256.json` (atomically, last): the SHA-256 and size of
+every file of that step. Before a step is restored its files are checked against it. A step whose
+files changed, or that has no manifest while other steps have one (the run stopped between the
+save and its manifest), is moved aside into `<checkpoints>.damaged/` with a warning, and the
+previous good step is used. Checkpoints written before manifests existed (no step has one) load
+with a warning.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import pathlib
+import shutil
+import time
 from typing import Any
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from absl import logging
 from orbax.checkpoint import checkpoint_managers
+
+from cmim_jax.errors import CheckpointError
+
+MANIFEST = "manifest.sha256.json"
 
 
 class Checkpointer:
@@ -26,24 +42,47 @@ class Checkpointer:
             preservation_policy=checkpoint_managers.LatestN(max_to_keep),
             cleanup_tmp_directories=True),
         item_names=("state", "config"))
+    self._unmanifested: list[int] = []  # Saved here, manifest not written yet.
+    self._verified: set[int] = set()
 
-  def latest_step(self) -> int | None:
-    return self._manager.latest_step()
+  @property
+  def damaged_directory(self) -> pathlib.Path:
+    """Where damaged checkpoints are moved: `<directory>.damaged/<step>-<time>`."""
+    return self.directory.with_name(self.directory.name + ".damaged")
 
   def all_steps(self) -> list[int]:
-    """The steps that have a complete checkpoint, oldest first."""
+    """The steps that have a complete checkpoint, oldest first (not verified yet)."""
     return sorted(self._manager.all_steps())
 
+  def latest_step(self) -> int | None:
+    """The newest step whose files verify (damaged newer ones are moved aside), or None.
+
+    Raises:
+      CheckpointError: when there are checkpoints but none of them is good.
+    """
+    steps = self.all_steps()
+    for step in reversed(steps):
+      if self._verify(step):
+        return step
+    if steps:
+      raise CheckpointError(
+          f"Every checkpoint in {self.directory} (steps {steps}) is damaged; they were moved to "
+          f"{self.damaged_directory}. Delete {self.directory} to start the run over.")
+    return None
+
   def save(self, step: int, state: Any, config: ml_collections.ConfigDict) -> None:
+    """Starts an asynchronous save of `step`. Its manifest is written once the save is complete:
+    at the next save, `wait_until_finished` or `close`."""
+    self.wait_until_finished()
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config.to_dict())))
+    self._unmanifested.append(step)
 
   def restore_state(self, abstract_state: Any = None, step: int | None = None) -> Any:
     """Restores the state at `step` (default: latest) into the structure and shardings of
     `abstract_state` (a pytree of `jax.ShapeDtypeStruct`, e.g. from `jax.eval_shape`); without
     one, as saved (nested dicts of arrays)."""
-    step = self.latest_step() if step is None else step
-    restored = self._manager.restore(step, args=ocp.args.Composite(
+    restored = self._manager.restore(self._usable_step(step), args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state)))
     return restored["state"]
 
@@ -54,23 +93,110 @@ class Checkpointer:
     reader (embedding extraction) needs neither the optimiser nor the device count of training:
     the leaves get the shardings of `abstract_subtree`.
     """
-    step = self.latest_step() if step is None else step
-    restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-        item=abstract_subtree,
-        restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_subtree),
-        partial_restore=True)))
+    restored = self._manager.restore(self._usable_step(step), args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(
+            item=abstract_subtree,
+            restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_subtree),
+            partial_restore=True)))
     return restored["state"]
 
   def restore_config(self, step: int | None = None) -> ml_collections.ConfigDict:
-    step = self.latest_step() if step is None else step
-    restored = self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    restored = self._manager.restore(self._usable_step(step),
+                                     args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     return ml_collections.ConfigDict(restored["config"])
 
   def wait_until_finished(self) -> None:
+    """Waits for the pending save, then writes its manifest."""
     self._manager.wait_until_finished()
+    for step in self._unmanifested:
+      if jax.process_index() == 0 and (self.directory / str(step)).is_dir():
+        write_manifest(self.directory / str(step))
+      self._verified.add(step)
+    self._unmanifested.clear()
 
   def close(self) -> None:
+    self.wait_until_finished()
     self._manager.close()
+
+  def _usable_step(self, step: int | None) -> int:
+    """`step` (default: the latest good one) once verified; a CheckpointError if unusable."""
+    if step is None:
+      step = self.latest_step()
+      if step is None:
+        raise CheckpointError(f"No checkpoint in {self.directory}.")
+      return step
+    if step not in self.all_steps():
+      raise CheckpointError(
+          f"No checkpoint of step {step} in {self.directory}; available: {self.all_steps()}.")
+    if not self._verify(step):
+      raise CheckpointError(
+          f"The checkpoint of step {step} in {self.directory} is damaged (moved to "
+          f"{self.damaged_directory}); available: {self.all_steps()}.")
+    return step
+
+  def _verify(self, step: int) -> bool:
+    """Whether `step` may be restored; a damaged or unverified step is moved aside."""
+    if step in self._verified:
+      return True
+    step_dir = self.directory / str(step)
+    if (step_dir / MANIFEST).is_file():
+      problem = manifest_problem(step_dir)
+    elif any((self.directory / str(s) / MANIFEST).is_file() for s in self.all_steps()):
+      problem = ("it has no manifest, unlike the other steps (the run stopped after the save, "
+                 "before its manifest was written)")
+    else:
+      logging.warning("Checkpoint %s has no %s (written by an older version): restoring it "
+                      "without verifying its files.", step_dir, MANIFEST)
+      problem = None
+    if problem is None:
+      self._verified.add(step)
+      return True
+    destination = self.damaged_directory / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+    logging.warning("Checkpoint %s is damaged: %s. Moved it to %s; the previous good checkpoint "
+                    "is used.", step_dir, problem, destination)
+    if jax.process_index() == 0:
+      destination.parent.mkdir(parents=True, exist_ok=True)
+      shutil.move(str(step_dir), str(destination))
+    self._manager.reload()
+    return False
+
+
+def _file_digests(step_dir: pathlib.Path) -> dict[str, dict[str, Any]]:
+  """Relative path -> {"sha256", "size"} of every file under `step_dir` but the manifest."""
+  digests = {}
+  for path in sorted(p for p in step_dir.rglob("*") if p.is_file() and p.name != MANIFEST):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+      for block in iter(lambda: f.read(1 << 20), b""):  # pylint: disable=cell-var-from-loop
+        digest.update(block)
+    digests[path.relative_to(step_dir).as_posix()] = {"sha256": digest.hexdigest(),
+                                                      "size": path.stat().st_size}
+  return digests
+
+
+def write_manifest(step_dir: pathlib.Path) -> None:
+  """Writes `step_dir/MANIFEST` (SHA-256 and size of every other file) atomically."""
+  content = json.dumps({"files": _file_digests(step_dir)}, indent=1, sort_keys=True)
+  tmp = step_dir / f".{MANIFEST}.tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(content)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, step_dir / MANIFEST)
+
+
+def manifest_problem(step_dir: pathlib.Path) -> str | None:
+  """How `step_dir`'s files differ from its manifest (None when they match)."""
+  try:
+    expected = json.loads((step_dir / MANIFEST).read_text(encoding="utf-8"))["files"]
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    return f"its {MANIFEST} is unreadable ({e})"
+  actual = _file_digests(step_dir)
+  missing = sorted(set(expected) - set(actual))
+  changed = sorted(name for name in set(expected) & set(actual) if expected[name] != actual[name])
+  problems = ([f"missing files {missing}"] if missing else []) + (
+      [f"changed files {changed}"] if changed else [])
+  return "; ".join(problems) or None
 
 
 def abstract_like(tree: Any) -> Any:

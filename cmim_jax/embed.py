@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from cmim_jax import checkpointing, embedding_files, embeddings, objectives, tasks
+from cmim_jax import checkpointing, embedding_files, embeddings, errors, objectives, tasks
 from cmim_jax import sharding as sharding_lib
 
 
@@ -74,20 +74,17 @@ def load_trained(workdir: str | pathlib.Path, step: int | None = None,
   `config.data.data_dir`, to embed another registered task or read the data from elsewhere.
   """
   checkpoint_dir = pathlib.Path(workdir) / "checkpoints"
-  no_checkpoint = FileNotFoundError(
+  no_checkpoint = errors.MissingInputError(
       f"No checkpoint in {checkpoint_dir}; train first with `python -m experiments.main "
       f"--config=... --workdir={workdir}`, or pass the workdir of a trained run.")
   if not checkpoint_dir.is_dir():
     raise no_checkpoint
   checkpointer = checkpointing.Checkpointer(checkpoint_dir)
   try:
-    steps = checkpointer.all_steps()
-    if not steps:
+    if not checkpointer.all_steps():
       raise no_checkpoint
     if step is None:
-      step = steps[-1]
-    elif step not in steps:
-      raise ValueError(f"No checkpoint of step {step} in {checkpoint_dir}; available: {steps}.")
+      step = checkpointer.latest_step()
     config = checkpointer.restore_config(step)
     _find_moved_assets(config, pathlib.Path(workdir))
     if data_name:
@@ -102,7 +99,7 @@ def load_trained(workdir: str | pathlib.Path, step: int | None = None,
     try:
       params = checkpointer.restore_partial_state(target, step)["params"]
     except ValueError as error:
-      raise ValueError(
+      raise errors.ConfigError(
           f"The parameters in {checkpoint_dir} (step {step}) do not fit the model built for "
           f"data.name={config.data.name!r}; embed a data set whose inputs the model was built "
           f"for. Orbax said: {error}") from error

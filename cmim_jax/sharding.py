@@ -8,6 +8,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from cmim_jax.errors import ConfigError
+
 DATA_AXIS = "data"
 
 
@@ -27,14 +29,21 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA_AXIS))
 
 
+def batch_size_problem(batch_size: int, num_devices: int, what: str = "data.batch_size"
+                       ) -> str | None:
+  """What to change when `batch_size` does not split evenly over `num_devices`; else None."""
+  if batch_size > 0 and batch_size % num_devices == 0:
+    return None
+  return (f"{what}={batch_size} must be a positive multiple of the device count ({num_devices}) "
+          f"so each device gets the same share. Use e.g. {what}="
+          f"{max(1, round(batch_size / num_devices)) * num_devices}.")
+
+
 def check_batch_size(batch_size: int, mesh: Mesh, what: str = "data.batch_size") -> None:
-  """Raises a ValueError that says what to change when `batch_size` does not split evenly."""
-  num_devices = mesh.devices.size
-  if batch_size <= 0 or batch_size % num_devices:
-    raise ValueError(
-        f"{what}={batch_size} must be a positive multiple of the device count ({num_devices}) so "
-        f"each device gets the same share. Use e.g. {what}="
-        f"{max(1, round(batch_size / num_devices)) * num_devices}.")
+  """Raises a ConfigError that says what to change when `batch_size` does not split evenly."""
+  problem = batch_size_problem(batch_size, mesh.devices.size, what)
+  if problem:
+    raise ConfigError(problem)
 
 
 def put_replicated(array: np.ndarray, mesh: Mesh) -> jax.Array:

@@ -23,7 +23,7 @@ from absl import logging
 from flax.training import train_state as train_state_lib
 from jax.sharding import Mesh
 
-from cmim_jax import checkpointing, metric_writers, objectives, tasks
+from cmim_jax import checkpointing, config_validation, errors, metric_writers, objectives, tasks
 from cmim_jax import sharding as sharding_lib
 from cmim_jax.data import batching
 
@@ -31,7 +31,7 @@ TrainState = train_state_lib.TrainState
 TrainStep = Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(errors.CmimError, FloatingPointError):
   """The loss became NaN or infinite; the run stopped without saving the bad state."""
 
 
@@ -178,16 +178,16 @@ def _steps_per_dispatch(config: ml_collections.ConfigDict) -> int:
 
 
 def check_cadences(config: ml_collections.ConfigDict) -> None:
-  """Raises a ValueError unless the log and checkpoint cadences are multiples of
+  """Raises a ConfigError unless the log and checkpoint cadences are multiples of
   `train.steps_per_dispatch` (otherwise dispatches of many sizes would each compile anew)."""
   k = _steps_per_dispatch(config)
   if k < 1:
-    raise ValueError(f"train.steps_per_dispatch={k} must be at least 1.")
+    raise errors.ConfigError(f"train.steps_per_dispatch={k} must be at least 1.")
   for name, every in (("train.log_every_steps", config.train.log_every_steps),
                       ("checkpoint.every_steps", config.checkpoint.every_steps)):
     if every % k:
-      raise ValueError(f"{name}={every} must be a multiple of train.steps_per_dispatch={k} (each "
-                       "dispatch runs that many steps); change either.")
+      raise errors.ConfigError(f"{name}={every} must be a multiple of train.steps_per_dispatch={k} "
+                               "(each dispatch runs that many steps); change either.")
 
 
 def _is_main_process() -> bool:
@@ -229,9 +229,11 @@ def _check_finite(loop: LoopState, checkpointer: checkpointing.Checkpointer, las
   if np.isfinite(float(loop.totals["loss"])):
     return
   checkpointer.wait_until_finished()
+  saved = checkpointer.latest_step()
+  kept = (f"The last good checkpoint (step {saved}) is intact in {checkpointer.directory}."
+          if saved else "No checkpoint had been saved yet.")
   raise NonFiniteLossError(
-      f"The loss became non-finite between steps {last_good_step} and {step}. The last good "
-      f"checkpoint (step {checkpointer.latest_step()}) is intact in {checkpointer.directory}. "
+      f"The loss became non-finite between steps {last_good_step} and {step}. {kept} "
       "Lower train.learning_rate or train.grad_clip_norm, or raise loss.temperature.")
 
 
@@ -254,14 +256,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   Resumes from the latest checkpoint in `workdir/checkpoints` when there is one. Returns the summary
   that is also written to `workdir/summary.json`.
   """
+  # Mesh: one `data` axis over all devices. The config is checked before anything is written.
+  mesh = sharding_lib.make_data_mesh(devices)
+  config_validation.validate(config, mesh.devices.size)
+  check_cadences(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  check_cadences(config)
-
-  # Mesh: one `data` axis over all devices.
-  mesh = sharding_lib.make_data_mesh(devices)
   logging.info("Mesh: %d device(s) %s", mesh.devices.size, mesh.devices.tolist())
-  sharding_lib.check_batch_size(config.data.batch_size, mesh)
 
   # Input: the training set lives on the devices; batches are gathered there.
   phase_start = time.perf_counter()
@@ -285,6 +286,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   # Checkpoints: resume from the latest one when present.
   checkpointer = checkpointing.Checkpointer(workdir / "checkpoints", config.checkpoint.max_to_keep)
   start_step = checkpointer.latest_step() or 0
+  if start_step > config.train.num_steps:
+    checkpointer.close()
+    raise errors.ConfigError(
+        f"train.num_steps={config.train.num_steps} is below the step of the latest checkpoint "
+        f"({start_step}) in {checkpointer.directory}; pass --config.train.num_steps={start_step} "
+        "(or more) to evaluate or continue that run, or use a new --workdir.")
   if start_step:
     state = checkpointer.restore_state(checkpointing.abstract_like(state), start_step)
     logging.info("Resumed from the checkpoint of step %d.", start_step)

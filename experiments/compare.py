@@ -9,6 +9,7 @@ geometry_<run>.png (histograms of latent norms and of pairwise angles).
 from absl import app, flags, logging
 
 from cmim_jax.probes import workflows
+from experiments import cli
 
 _OUT = flags.DEFINE_string("out", None, "Output folder.")
 _NAMES = flags.DEFINE_list("names", None, "A name per run; default: the directories' names.")
@@ -30,4 +31,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -12,6 +12,7 @@ from absl import app, flags, logging
 
 from cmim_jax import molecules_baseline
 from cmim_jax.data import molecules
+from experiments import cli
 
 _DATASET = flags.DEFINE_enum("dataset", None, molecules.REGRESSION_DATASETS, "Regression set.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "Folder with the MoleculeNet CSVs; '' = download.")
@@ -32,4 +33,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

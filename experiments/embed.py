@@ -13,6 +13,7 @@ import time
 from absl import app, flags, logging
 
 from cmim_jax import embed, embedding_files
+from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory holding checkpoints/.")
 _SPLIT = flags.DEFINE_list("split", None, "Splits to embed; default: every split of the task.")
@@ -43,4 +44,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -13,6 +13,7 @@ from absl import app, flags, logging
 
 from cmim_jax import embedding_files
 from cmim_jax.probes import evaluate, workflows
+from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory holding embeddings/.")
 _EMBEDDINGS_DIR = flags.DEFINE_string("embeddings_dir", None,
@@ -45,4 +46,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -61,11 +61,10 @@ def synthetic_mnist_dir(tmp_path_factory) -> pathlib.Path:
   return write_synthetic_mnist(tmp_path_factory.mktemp("synthetic_mnist"))
 
 
-@pytest.fixture
-def tiny_config(synthetic_mnist_dir):
-  """The MNIST config shrunk to seconds: synthetic data, a small MLP, a few steps."""
+def make_tiny_config(data_dir: pathlib.Path):
+  """The MNIST config shrunk to seconds: IDX files in `data_dir`, a small MLP, a few steps."""
   config = mnist_config.get_config()
-  config.data.data_dir = str(synthetic_mnist_dir)
+  config.data.data_dir = str(data_dir)
   config.data.allow_fallback = False
   config.data.batch_size = 32
   config.model.hidden_sizes = (64,)
@@ -75,3 +74,9 @@ def tiny_config(synthetic_mnist_dir):
   config.checkpoint.every_steps = 3
   config.eval.batch_size = 64
   return config
+
+
+@pytest.fixture
+def tiny_config(synthetic_mnist_dir):
+  """The MNIST config shrunk to seconds: synthetic data, a small MLP, a few steps."""
+  return make_tiny_config(synthetic_mnist_dir)

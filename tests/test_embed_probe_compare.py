@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from cmim_jax import embed, embedding_files, training
+from cmim_jax import embed, embedding_files, errors, training
 from cmim_jax.probes import workflows
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -91,7 +91,7 @@ def test_load_trained_chooses_steps_and_fails_clearly(tiny_config, tmp_path):
   vectors = embed.embed_arrays(newer, inputs[:10])
   assert set(vectors) == {"mean", "informative"}
   assert not np.allclose(embed.embed_arrays(older, inputs[:10])["mean"], vectors["mean"])
-  with pytest.raises(ValueError, match=r"available: \[3, 6\]"):
+  with pytest.raises(errors.CheckpointError, match=r"available: \[3, 6\]"):
     embed.load_trained(run_dir, step=4)
   with pytest.raises(ValueError, match="choose from"):
     embed.embed_split(newer, "valid")

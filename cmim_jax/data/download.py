@@ -12,10 +12,12 @@ from typing import Callable, Iterable, Sequence
 
 from absl import logging
 
+from cmim_jax.errors import CmimError
+
 CACHE_ENV_VAR = "CMIM_JAX_CACHE"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(CmimError, RuntimeError):
   """A file could not be fetched from any mirror, or its checksum did not match."""
 
 

@@ -8,13 +8,15 @@ import zlib
 
 import numpy as np
 
+from cmim_jax.errors import DataError
+
 # IDX type codes -> numpy big-endian dtypes.
 _DTYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
            0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 _CODES = {dtype.newbyteorder("="): code for code, dtype in _DTYPES.items()}
 
 
-class IdxFormatError(ValueError):
+class IdxFormatError(DataError):
   """An IDX file is corrupt, truncated or not what was expected."""
 
 

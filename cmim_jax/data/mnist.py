@@ -21,6 +21,7 @@ from absl import logging
 
 from cmim_jax.data import download as download_lib
 from cmim_jax.data.idx import IdxFormatError, read_idx
+from cmim_jax.errors import DataUnavailableError, MissingInputError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,10 +118,6 @@ class ImageDataset:
   source: str
 
 
-class DataUnavailableError(RuntimeError):
-  """No source could provide the data set."""
-
-
 def _content_sha256(gz_bytes: bytes) -> str:
   return download_lib.sha256_of(gzip.decompress(gz_bytes))
 
@@ -146,7 +143,7 @@ def read_idx_folder(folder: str | pathlib.Path, spec: IdxDatasetSpec, source: st
   missing = [f for split in ("train", "test") for f in spec.files(split)
              if not (folder / f).is_file()]
   if missing:
-    raise FileNotFoundError(
+    raise MissingInputError(
         f"{folder} lacks {missing}; it needs the four standard IDX files of {spec.name} "
         f"({', '.join(spec.files('train') + spec.files('test'))}).")
   train_images, train_labels = _read_split(folder, spec, "train")

@@ -33,6 +33,7 @@ from absl import logging
 
 from cmim_jax.data import download as download_lib
 from cmim_jax.data import smiles as smiles_lib
+from cmim_jax.errors import DataError, DataUnavailableError, MissingInputError
 
 SPLIT_TRAIN, SPLIT_VALID, SPLIT_TEST = 0, 1, 2
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -46,10 +47,6 @@ MOSES_SHA256 = {
 }
 
 MOLECULENET_URL = "https://deepchemdata.s3-us-west-1.amazonaws.com/datasets/"
-
-
-class DataUnavailableError(RuntimeError):
-  """No source could provide the data set."""
 
 
 def _rdkit_chem():

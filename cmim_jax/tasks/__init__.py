@@ -11,6 +11,7 @@ from typing import Callable
 
 import ml_collections
 
+from cmim_jax.errors import ConfigError
 from cmim_jax.tasks.base import Task
 from cmim_jax.tasks.images import IMAGE_DATASETS, build_image_task
 from cmim_jax.tasks.molecules import MOLECULE_TASK_BUILDERS
@@ -24,9 +25,9 @@ TASK_BUILDERS: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {
 
 
 def build_task(config: ml_collections.ConfigDict) -> Task:
-  """The task for `config.data.name`; a ValueError listing the valid names otherwise."""
+  """The task for `config.data.name`; a ConfigError listing the valid names otherwise."""
   if config.data.name not in TASK_BUILDERS:
-    raise ValueError(
+    raise ConfigError(
         f"Unknown data.name {config.data.name!r}; choose one of {sorted(TASK_BUILDERS)}.")
   return TASK_BUILDERS[config.data.name](config)
 

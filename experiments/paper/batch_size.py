@@ -26,9 +26,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
-from absl import app, flags  # pylint: disable=wrong-import-position
+from absl import flags  # pylint: disable=wrong-import-position
 
 from cmim_jax.probes import evaluate  # pylint: disable=wrong-import-position
+from experiments import cli  # pylint: disable=wrong-import-position
 from experiments.configs import mnist as mnist_config  # pylint: disable=wrong-import-position
 from experiments.paper import common, stats  # pylint: disable=wrong-import-position
 
@@ -195,4 +196,4 @@ def define_flags() -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

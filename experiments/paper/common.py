@@ -20,6 +20,7 @@ import ml_collections
 from absl import logging
 
 from cmim_jax import embed as embed_lib
+from cmim_jax import errors
 from cmim_jax import training
 from cmim_jax.probes import evaluate, workflows
 
@@ -101,7 +102,7 @@ def _reap(active: list[tuple[subprocess.Popen, pathlib.Path]]
     if code is None:
       still.append((process, workdir))
     elif code:
-      raise RuntimeError(f"Run {workdir} failed with exit code {code}; see its log.")
+      raise errors.CmimError(f"Run {workdir} failed with exit code {code}; its error is above.")
   return still
 
 

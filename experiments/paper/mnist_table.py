@@ -19,9 +19,10 @@ import collections
 import pathlib
 import time
 
-from absl import app, flags
+from absl import flags
 
 from cmim_jax.probes import evaluate
+from experiments import cli
 from experiments.configs import fashion_mnist as fashion_config
 from experiments.configs import mnist as mnist_config
 from experiments.paper import common, stats
@@ -172,4 +173,4 @@ def define_flags() -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -19,10 +19,11 @@ import pathlib
 import time
 
 import ml_collections
-from absl import app, flags
+from absl import flags
 
 from cmim_jax import embedding_files, molecules_baseline
 from cmim_jax.probes import evaluate
+from experiments import cli
 from experiments.configs import molecules as molecules_config
 from experiments.paper import common
 
@@ -152,4 +153,4 @@ def define_flags() -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -5,19 +5,19 @@
 
 import json
 import pathlib
-import sys
 
 import ml_collections
 
+from experiments import cli
 from experiments.paper import common
 
 
-def main() -> None:
-  workdir = pathlib.Path(sys.argv[1])
+def main(argv) -> None:
+  workdir = pathlib.Path(argv[1])
   config = ml_collections.ConfigDict(json.loads((workdir / "requested_config.json").read_text()))
-  num_devices = int(sys.argv[2]) or None
+  num_devices = int(argv[2]) or None
   common.run_or_load(config, workdir, num_devices)
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

@@ -20,9 +20,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
-from absl import app, flags  # pylint: disable=wrong-import-position
+from absl import flags  # pylint: disable=wrong-import-position
 
 from cmim_jax import embed as embed_lib  # pylint: disable=wrong-import-position
+from experiments import cli  # pylint: disable=wrong-import-position
 from experiments.configs import toy2d as toy2d_config  # pylint: disable=wrong-import-position
 from experiments.paper import common  # pylint: disable=wrong-import-position
 
@@ -129,4 +130,4 @@ def define_flags() -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -1,0 +1,280 @@
+"""Malformed inputs: each is refused with an error of the project's types that names the bad thing,
+or skipped and counted; none trains or evaluates into a wrong result.
+
+Most cases call the library in-process; a few run the command-line entry points to check the
+one-line error (exit status 2, no traceback without --verbose).
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from cmim_jax import checkpointing, config_validation, embed, errors, training
+from experiments.configs import mnist as mnist_config
+from experiments.configs import molecules as molecules_config
+from tests.conftest import make_tiny_config
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_cli(module: str, *args: str, verbose: bool = False) -> subprocess.CompletedProcess:
+  env = {k: v for k, v in os.environ.items() if k != "CMIM_VERBOSE"}
+  if verbose:
+    env["CMIM_VERBOSE"] = "1"
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300, check=False)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *names: str) -> None:
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  error_lines = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+  assert len(error_lines) == 1, result.stderr[-3000:]
+  for name in names:
+    assert name in error_lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Config values: refused before anything is created, every bad field named with its fix.
+
+
+@pytest.mark.parametrize("field, value", [
+    ("train.num_steps", -5),
+    ("train.num_steps", 0),
+    ("loss.temperature", -0.1),
+    ("loss.temperature", 0.0),
+    ("loss.temperature", float("inf")),
+    ("train.learning_rate", float("nan")),
+    ("train.learning_rate", 0.0),
+    ("model.latent_dim", 0),
+    ("data.batch_size", 1),
+    ("loss.method", "simclr"),
+    ("model.encoder", "resnet"),
+    ("data.name", "cifar"),
+    ("train.log_every_steps", 0),
+    ("checkpoint.every_steps", 0),
+    ("checkpoint.max_to_keep", 0),
+    ("eval.batch_size", 0),
+])
+def test_bad_config_value_is_named_with_its_fix(tiny_config, tmp_path, field, value):
+  section, name = field.split(".")
+  with tiny_config.unlocked():
+    tiny_config[section][name] = value
+  workdir = tmp_path / "run"
+  with pytest.raises(errors.ConfigError, match=rf"{field}={value!r}: must be") as error:
+    training.train_and_evaluate(tiny_config, workdir)
+  assert f"--config.{field}=" in str(error.value)  # The fix.
+  assert not workdir.exists()  # Nothing was created.
+
+
+def test_every_bad_field_is_listed_in_one_error(tiny_config):
+  tiny_config.train.num_steps = -5
+  tiny_config.loss.temperature = -0.1
+  tiny_config.model.latent_dim = 0
+  with pytest.raises(errors.ConfigError, match="3 problems") as error:
+    config_validation.validate(tiny_config, 8)
+  for field in ("train.num_steps", "loss.temperature", "model.latent_dim"):
+    assert field in str(error.value)
+
+
+def test_batch_must_divide_by_the_devices_and_reach_two_for_contrastive_methods(tiny_config):
+  tiny_config.data.batch_size = 12
+  with pytest.raises(errors.ConfigError, match=r"multiple of the device count \(8\)"):
+    config_validation.validate(tiny_config, 8)
+  tiny_config.data.batch_size = 1
+  with pytest.raises(errors.ConfigError, match="contrasts each example"):
+    config_validation.validate(tiny_config, 1)
+  tiny_config.loss.method = "mim"  # No contrastive term: one example per batch is allowed.
+  config_validation.validate(tiny_config, 1)
+
+
+@pytest.mark.parametrize("get_config", [mnist_config.get_config, molecules_config.get_config])
+@pytest.mark.parametrize("variant", ["", "quick"])
+def test_shipped_configs_are_valid(get_config, variant):
+  config_validation.validate(get_config(variant), 8)
+
+
+@pytest.fixture(scope="module")
+def trained_run(synthetic_mnist_dir, tmp_path_factory):
+  """A finished tiny run with checkpoints at steps 3 and 6, and its config."""
+  config = make_tiny_config(synthetic_mnist_dir)
+  workdir = tmp_path_factory.mktemp("trained") / "run"
+  training.train_and_evaluate(config, workdir)
+  return workdir, config
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path):
+  """A copy of the trained run to damage."""
+  workdir, config = trained_run
+  return shutil.copytree(workdir, tmp_path / "run"), config.copy_and_resolve_references()
+
+
+def test_num_steps_below_the_latest_checkpoint_names_both(run_copy):
+  workdir, config = run_copy
+  config.train.num_steps = 4
+  with pytest.raises(errors.ConfigError, match=r"num_steps=4 is below .*\(6\)"):
+    training.train_and_evaluate(config, workdir)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: every step has a SHA-256 manifest; a damaged newest step is moved aside.
+
+
+def _largest_state_file(step_dir: pathlib.Path) -> pathlib.Path:
+  files = [p for p in (step_dir / "state").rglob("*") if p.is_file()]
+  return max(files, key=lambda p: p.stat().st_size)
+
+
+def _truncate(path):
+  path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+def _empty(path):
+  path.write_bytes(b"")
+
+
+def _overwrite_64_bytes(path):
+  data = bytearray(path.read_bytes())
+  middle = len(data) // 2
+  data[middle:middle + 64] = bytes(255 - b for b in data[middle:middle + 64])
+  path.write_bytes(bytes(data))  # Same size, 64 bytes changed in place.
+
+
+def _params(workdir, step):
+  checkpointer = checkpointing.Checkpointer(workdir / "checkpoints")
+  try:
+    return checkpointer.restore_state(step=step)["params"]
+  finally:
+    checkpointer.close()
+
+
+def test_every_checkpoint_has_a_manifest_that_verifies(trained_run):
+  workdir, _ = trained_run
+  for step in (3, 6):
+    step_dir = workdir / "checkpoints" / str(step)
+    manifest = json.loads((step_dir / checkpointing.MANIFEST).read_text())
+    assert _largest_state_file(step_dir).relative_to(step_dir).as_posix() in manifest["files"]
+    assert checkpointing.manifest_problem(step_dir) is None
+
+
+@pytest.mark.parametrize("damage", [_truncate, _empty, _overwrite_64_bytes])
+def test_damaged_newest_checkpoint_is_moved_aside_and_the_previous_used(run_copy, damage, caplog):
+  workdir, _ = run_copy
+  damaged_file = _largest_state_file(workdir / "checkpoints" / "6")
+  damage(damaged_file)
+  trained = embed.load_trained(workdir)
+  assert trained.step == 3
+  assert "changed files" in caplog.text and damaged_file.name in caplog.text
+  assert [p.name.split("-")[0] for p in (workdir / "checkpoints.damaged").iterdir()] == ["6"]
+  assert not (workdir / "checkpoints" / "6").exists()
+
+
+def test_damaged_checkpoint_asked_for_by_step_is_an_error(run_copy):
+  workdir, _ = run_copy
+  _empty(_largest_state_file(workdir / "checkpoints" / "3"))
+  with pytest.raises(errors.CheckpointError, match="step 3 .* is damaged"):
+    embed.load_trained(workdir, step=3)
+
+
+def test_no_good_checkpoint_is_a_clear_error(run_copy):
+  workdir, config = run_copy
+  for step in (3, 6):
+    _overwrite_64_bytes(_largest_state_file(workdir / "checkpoints" / str(step)))
+  with pytest.raises(errors.CheckpointError, match=r"Every checkpoint .* \(steps \[3, 6\]\)"):
+    training.train_and_evaluate(config, workdir)
+
+
+def test_training_resumes_from_the_last_good_checkpoint_bit_identically(run_copy, trained_run):
+  workdir, config = run_copy
+  _overwrite_64_bytes(_largest_state_file(workdir / "checkpoints" / "6"))
+  training.train_and_evaluate(config, workdir)  # Resumes from 3, trains 3 steps again.
+  jax.tree.map(np.testing.assert_array_equal, _params(workdir, 6), _params(trained_run[0], 6))
+
+
+def test_checkpoints_without_manifests_still_load_with_a_warning(run_copy, caplog):
+  workdir, _ = run_copy
+  for step in (3, 6):
+    (workdir / "checkpoints" / str(step) / checkpointing.MANIFEST).unlink()
+  assert embed.load_trained(workdir).step == 6
+  assert "restoring it without verifying" in caplog.text
+
+
+def test_a_step_without_manifest_beside_manifested_ones_is_unverified(run_copy, caplog):
+  workdir, _ = run_copy
+  (workdir / "checkpoints" / "6" / checkpointing.MANIFEST).unlink()
+  assert embed.load_trained(workdir).step == 3
+  assert "no manifest" in caplog.text
+
+
+_KILLED_CHILD = """
+import json, pathlib, sys, time
+import ml_collections
+from cmim_jax import checkpointing, training
+
+workdir = pathlib.Path(sys.argv[1])
+original_save = checkpointing.Checkpointer.save
+
+def save_then_hang(self, step, state, config):
+  original_save(self, step, state, config)
+  if step == 6:  # Orbax is writing step 6 in the background; step 3 is complete.
+    (workdir.parent / "saving").touch()
+    time.sleep(600)
+
+checkpointing.Checkpointer.save = save_then_hang
+config = ml_collections.ConfigDict(json.loads(pathlib.Path(sys.argv[2]).read_text()))
+training.train_and_evaluate(config, workdir)
+"""
+
+
+def test_sigkill_during_a_checkpoint_write_resumes_bit_identically(trained_run, tmp_path):
+  _, config = trained_run
+  config_file = tmp_path / "config.json"
+  config_file.write_text(config.to_json())
+  workdir = tmp_path / "killed"
+  child = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, str(workdir), str(config_file)],
+                           cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  deadline = time.monotonic() + 300
+  while not (tmp_path / "saving").exists():
+    assert child.poll() is None, child.stderr.read()[-3000:]
+    assert time.monotonic() < deadline
+    time.sleep(0.05)
+  child.send_signal(signal.SIGKILL)
+  child.wait()
+  child.stderr.close()
+
+  summary = training.train_and_evaluate(config, workdir)
+  assert summary["step"] == 6
+  jax.tree.map(np.testing.assert_array_equal, _params(workdir, 6), _params(trained_run[0], 6))
+  assert summary == json.loads((trained_run[0] / "summary.json").read_text())
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line: the project's errors are one line and exit status 2.
+
+
+def test_cli_bad_config_is_one_line_and_creates_nothing(tmp_path):
+  workdir = tmp_path / "run"
+  result = run_cli("experiments.main", "--config=experiments/configs/mnist.py:quick",
+                   f"--workdir={workdir}", "--config.train.num_steps=-5",
+                   "--config.loss.temperature=-0.1")
+  assert_one_line_error(result, "train.num_steps=-5", "loss.temperature=-0.1")
+  assert not workdir.exists()
+
+
+def test_cli_embed_without_checkpoints_is_one_line_and_verbose_shows_the_traceback(tmp_path):
+  (tmp_path / "checkpoints").mkdir()
+  result = run_cli("experiments.embed", f"--workdir={tmp_path}")
+  assert_one_line_error(result, f"No checkpoint in {tmp_path / 'checkpoints'}")
+  verbose = run_cli("experiments.embed", f"--workdir={tmp_path}", verbose=True)
+  assert verbose.returncode != 0 and "Traceback" in verbose.stderr
+  assert "MissingInputError: No checkpoint" in verbose.stderr
