@@ -19,8 +19,10 @@ import numpy as np
 import pytest
 
 from cmim_jax import checkpointing, config_validation, embed, errors, training
+from experiments.configs import fashion_mnist as fashion_config
 from experiments.configs import mnist as mnist_config
 from experiments.configs import molecules as molecules_config
+from experiments.configs import toy2d as toy2d_config
 from tests.conftest import make_tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -58,6 +60,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *names: str) -> N
     ("model.latent_dim", 0),
     ("data.batch_size", 1),
     ("loss.method", "simclr"),
+    ("loss.contrastive_anchor", "x"),
     ("model.encoder", "resnet"),
     ("data.name", "cifar"),
     ("train.log_every_steps", 0),
@@ -97,8 +100,12 @@ def test_batch_must_divide_by_the_devices_and_reach_two_for_contrastive_methods(
   config_validation.validate(tiny_config, 1)
 
 
-@pytest.mark.parametrize("get_config", [mnist_config.get_config, molecules_config.get_config])
-@pytest.mark.parametrize("variant", ["", "quick"])
+@pytest.mark.parametrize("get_config, variant", [
+    (module.get_config, variant) for module, variants in (
+        (mnist_config, ("", "quick", "paper", "paper_perceiver")),
+        (molecules_config, ("", "quick", "gpu", "paper")), (toy2d_config, ("", "quick")),
+        (fashion_config, ("",)))
+    for variant in variants])
 def test_shipped_configs_are_valid(get_config, variant):
   config_validation.validate(get_config(variant), 8)
 
