@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.sharding import Mesh
-from sklearn.neighbors import KNeighborsClassifier
 
 from cmim_jax import embeddings, models
 from cmim_jax.data import augment as augment_lib
@@ -73,6 +72,8 @@ class ImageTask(Task):
     """Test reconstruction loss -log p(x|z=mu) (nats/image, pixels in [0, 1] as targets; absent
     for encoder-only models) and the KNN accuracy of the mean encoding (fit on train, scored on
     test); on the first `eval.max_examples` images of each split when it is > 0."""
+    from sklearn.neighbors import KNeighborsClassifier  # pylint: disable=g-import-not-at-top
+    # (Imported here: scikit-learn takes seconds to import, which training need not wait for.)
     batch_size, k = self._eval_config.batch_size, self._eval_config.knn_k
     limit = self._eval_config.get("max_examples", 0) or None
     embedded = {}

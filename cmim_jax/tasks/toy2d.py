@@ -13,7 +13,6 @@ import math
 import ml_collections
 import numpy as np
 from jax.sharding import Mesh
-from scipy import stats
 
 from cmim_jax import embeddings, models
 from cmim_jax.tasks.base import Task
@@ -45,6 +44,7 @@ def geometry_statistics(latents: np.ndarray) -> dict[str, float]:
   """Angle uniformity and radius spread of 2-D latent codes [N, 2]."""
   if latents.ndim != 2 or latents.shape[1] != 2:
     raise ValueError(f"Geometry statistics need 2-D latents [N, 2], got {latents.shape}.")
+  from scipy import stats  # pylint: disable=g-import-not-at-top  (slow to import; used here only)
   angles = np.arctan2(latents[:, 1], latents[:, 0])
   radii = np.linalg.norm(latents, axis=1)
   resultant, rayleigh_p = rayleigh_test(angles)
