@@ -23,7 +23,8 @@ from absl import logging
 from flax.training import train_state as train_state_lib
 from jax.sharding import Mesh
 
-from cmim_jax import checkpointing, config_validation, errors, metric_writers, objectives, tasks
+from cmim_jax import (checkpointing, config_validation, diagnostics, errors, metric_writers,
+                      objectives, tasks)
 from cmim_jax import sharding as sharding_lib
 from cmim_jax.data import batching
 
@@ -51,6 +52,27 @@ def create_train_state(model, tx, example_input: np.ndarray, key: jax.Array,
   return jax.jit(init, out_shardings=sharding_lib.replicated(mesh))(key)
 
 
+def _step_inputs(task: tasks.Task, method: objectives.Method, batch: dict, key: jax.Array,
+                 step: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...], jax.Array]:
+  """The model inputs x, the augmented views and the loss key of training step `step`."""
+  preprocess_key, views_key, loss_key = jax.random.split(jax.random.fold_in(key, step), 3)
+  return task.preprocess(batch, preprocess_key), task.views(batch, views_key,
+                                                            method.num_views), loss_key
+
+
+def make_diagnostics_step(model, method: objectives.Method, task: tasks.Task,
+                          config: ml_collections.ConfigDict, mesh: Mesh):
+  """Builds `diagnose(params, batch, key, step) -> metrics`, jitted over `mesh`: the contrastive
+  diagnostics (`cmim_jax.diagnostics`) on the inputs, views and z of training step `step`."""
+  def diagnose(params, batch: dict, key: jax.Array, step: jax.Array):
+    x, views, loss_key = _step_inputs(task, method, batch, key, step)
+    return diagnostics.method_diagnostics(model, method, params, x, loss_key, config.loss, views)
+
+  replicated = sharding_lib.replicated(mesh)
+  return jax.jit(diagnose, in_shardings=(replicated, sharding_lib.batch_sharded(mesh), replicated,
+                                         replicated), out_shardings=replicated)
+
+
 def _train_step_fn(model, method: objectives.Method, task: tasks.Task,
                    config: ml_collections.ConfigDict) -> TrainStep:
   """The pure `train_step(state, batch, key) -> (state, metrics)` (not jitted).
@@ -59,10 +81,7 @@ def _train_step_fn(model, method: objectives.Method, task: tasks.Task,
   count.
   """
   def train_step(state: TrainState, batch: dict, key: jax.Array):
-    step_key = jax.random.fold_in(key, state.step)
-    preprocess_key, views_key, loss_key = jax.random.split(step_key, 3)
-    x = task.preprocess(batch, preprocess_key)
-    views = task.views(batch, views_key, method.num_views)
+    x, views, loss_key = _step_inputs(task, method, batch, key, state.step)
 
     def loss_fn(params):
       return method.loss_fn(model, params, x, loss_key, config.loss, views)
@@ -299,6 +318,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   # Loop: k steps per dispatch, metrics logged and state checkpointed at their cadences.
   fused = FusedLoop(model, method, task, config, mesh, batcher, train_key)
   loop = fused.start(state, start_step)
+  # Diagnostics of the contrastive term, on the last step's batch at every log step.
+  diagnose = make_diagnostics_step(model, method, task, config, mesh)
+  last_diagnostics = {}
   writer = metric_writers.MetricWriter(workdir, start_step, enabled=_is_main_process())
   num_steps = config.train.num_steps
   progress = Progress(start_step, num_steps, config.data.batch_size, config.loss.method)
@@ -318,7 +340,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       loop, means = fused.take_means(loop, count)
       means["examples_per_sec"] = count * config.data.batch_size / (
           time.perf_counter() - interval_start)
-      writer.write(step, means)
+      last_diagnostics = {k: float(v) for k, v in jax.device_get(
+          diagnose(loop.train.params, batcher.batch(step - 1), train_key, step - 1)).items()}
+      writer.write(step, {**means, **last_diagnostics})
       progress.log(step, means)
       last_good_step = step
       count, interval_start = 0, time.perf_counter()
@@ -334,6 +358,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   # Evaluation on the test set.
   summary = {"step": num_steps, "method": config.loss.method, "data_source": task.source,
              **_evaluate(config, task, model, loop.train.params, mesh)}
+  if last_diagnostics:  # At the last log step of this process (none when resumed at the end).
+    summary["diagnostics"] = last_diagnostics
   if _is_main_process():
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
   logging.info("Summary: %s", json.dumps(summary))

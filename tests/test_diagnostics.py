@@ -1,5 +1,6 @@
 """The contrastive diagnostics measure what they say: hand values, gradient share, a real model."""
 
+import json
 import math
 
 import jax
@@ -8,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from cmim_jax import diagnostics, losses, objectives
+from cmim_jax import diagnostics, losses, objectives, training
 from cmim_jax.data import mnist
 from cmim_jax.tasks import images as image_tasks
 from experiments.configs import mnist as mnist_config
@@ -137,3 +138,16 @@ def test_zero_contrastive_weight_has_zero_share_and_encoder_only_methods_have_no
   config, method, model, params, x = _tiny("infonce")
   assert diagnostics.method_diagnostics(model, method, params, x, jax.random.key(3),
                                         config.loss) == {}
+
+
+def test_every_logged_step_and_the_summary_carry_the_diagnostics(tiny_config, tmp_path):
+  summary = training.train_and_evaluate(tiny_config, tmp_path)
+  records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in records] == [2, 4, 6]
+  for record in records:
+    share = record["diagnostics/contrastive_grad_share"]
+    assert 0 < share < 10 and -1 <= record["diagnostics/negative_cosine_p95"] <= 1
+  assert summary["diagnostics"] == {k: v for k, v in records[-1].items()
+                                    if k.startswith(diagnostics.PREFIX)}
+  assert json.loads((tmp_path / "summary.json").read_text())["diagnostics"] == summary["diagnostics"]
+  assert any((tmp_path / "tensorboard").iterdir())
