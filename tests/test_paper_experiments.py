@@ -15,6 +15,8 @@ import sys
 
 import pytest
 
+from cmim_jax.data.idx import read_idx
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -112,3 +114,25 @@ def test_molecules_table_smoke_pretrains_embeds_and_probes(tmp_path, molecule_fi
     assert by_model["mim"]["ridge"]["informative"]["rmse@scaffold"]["mean"] > 0
   assert set(content["pretrain_summaries"]) == {"mim", "cmim"}
   assert "| esol | ECFP4 | ridge |" in (out / "report.md").read_text()
+
+
+def test_contrastive_sweep_smoke_scores_on_a_validation_split_from_train(tmp_path,
+                                                                        synthetic_mnist_dir):
+  run_script("contrastive_sweep", f"--out={tmp_path}", f"--data_dir={synthetic_mnist_dir}")
+  out = tmp_path / "contrastive_sweep_smoke"
+  content = json.loads((out / "results.json").read_text())
+  rows = {(r["method"], r["anchor"], r["positive"]): r for r in content["rows"]}
+  assert set(rows) == {("mim", "mu", "z"), ("cmim", "mu", "z"), ("cmim", "z", "second_sample")}
+  assert content["rows"][0]["method"] == "mim" and "vs_mim" not in rows["mim", "mu", "z"]
+  for key in (("cmim", "mu", "z"), ("cmim", "z", "second_sample")):
+    row = rows[key]
+    assert row["vs_mim"]["difference"] == pytest.approx(
+        row["score"][0] - rows["mim", "mu", "z"]["score"][0])
+    assert math.isnan(row["vs_mim"]["ci_low"])  # One seed: no CI.
+    assert row["contrastive_grad_share"] > 0 and 0 <= row["frac_p_positive_gt_0.99"] <= 1
+  assert rows["mim", "mu", "z"]["contrastive_grad_share"] is None  # No term, no share.
+  # The validation split holds training digits only: every one is a row of the train file.
+  train = read_idx(synthetic_mnist_dir / "train-images-idx3-ubyte.gz").reshape(512, -1)
+  validation = read_idx(out / "data" / "t10k-images-idx3-ubyte.gz").reshape(128, -1)
+  assert all((train == row).all(axis=1).any() for row in validation)
+  assert "val KNN-5 acc" in (out / "report.md").read_text()

@@ -118,3 +118,40 @@ def test_mnist_table_aggregates_over_seeds():
   markdown = mnist_table.markdown_table(table)
   assert markdown.index("| cmim | informative |") < markdown.index("| infonce | mean |")
   assert "- (no decoder)" in markdown
+
+
+def test_welch_difference_matches_scipy():
+  a, b = [0.91, 0.93, 0.92, 0.95], [0.88, 0.90, 0.87]
+  difference = stats.welch_difference(a, b)
+  reference = scipy_stats.ttest_ind(a, b, equal_var=False)
+  assert difference.difference == pytest.approx(np.mean(a) - np.mean(b))
+  assert difference.p_value == pytest.approx(reference.pvalue)
+  interval = reference.confidence_interval(0.95)
+  assert (difference.ci_low, difference.ci_high) == pytest.approx((interval.low, interval.high))
+  single = stats.welch_difference([0.9], b)
+  assert single.difference == pytest.approx(0.9 - np.mean(b)) and math.isnan(single.ci_low)
+  exact = stats.welch_difference([1.0, 1.0], [1.0, 1.0])
+  assert (exact.ci_low, exact.ci_high, exact.p_value) == (0.0, 0.0, 1.0)
+
+
+def test_slope_difference_is_the_interaction_of_a_joint_fit():
+  rng = np.random.default_rng(1)
+  x = np.log([2, 5, 10, 50, 100, 200, 500, 1000] * 3)
+  y_a = 0.5 * x + rng.normal(0, 0.3, len(x))
+  y_b = -0.2 * x + rng.normal(0, 0.3, len(x))
+  difference = stats.slope_difference(x, y_a, x, y_b)
+  assert difference.difference == pytest.approx(
+      stats.fit_line(x, y_a).slope - stats.fit_line(x, y_b).slope)
+  assert difference.ci_low > 0 and difference.p_value < 1e-3  # 0.7 apart, well resolved.
+  # Equal residual variances and designs: the CI matches the pooled interaction regression.
+  design = np.column_stack([np.ones(2 * len(x)), np.tile(x, 2), np.repeat([0, 1], len(x)),
+                            np.concatenate([np.zeros(len(x)), x])])
+  y = np.concatenate([y_a, y_b])
+  coefficients, residual, *_ = np.linalg.lstsq(design, y, rcond=None)
+  sigma2 = residual[0] / (len(y) - 4)
+  se = math.sqrt(sigma2 * np.linalg.inv(design.T @ design)[3, 3])
+  assert -coefficients[3] == pytest.approx(difference.difference)
+  assert (difference.ci_high - difference.difference) == pytest.approx(
+      scipy_stats.t.ppf(0.975, len(y) - 4) * se, rel=0.1)
+  same = stats.slope_difference(x, y_a, x, y_a + 1.0)
+  assert same.difference == pytest.approx(0.0, abs=1e-12) and same.p_value > 0.99

@@ -81,3 +81,59 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
   """Mean and sample standard deviation (ddof 1; 0 for a single value)."""
   values = np.asarray(values, np.float64)
   return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Difference:
+  """An estimated difference (a - b) with its 95 % CI and two-sided p-value (NaN when undefined)."""
+
+  difference: float
+  ci_low: float
+  ci_high: float
+  p_value: float
+
+
+def welch_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
+  """mean(a) - mean(b) with Welch's t 95 % CI and p (unequal variances).
+
+  With fewer than 2 values on a side the CI and p are NaN.
+  """
+  a = np.asarray(a, np.float64)
+  b = np.asarray(b, np.float64)
+  difference = float(a.mean() - b.mean())
+  if len(a) < 2 or len(b) < 2:
+    return Difference(difference, math.nan, math.nan, math.nan)
+  return _welch_t(difference, a.var(ddof=1) / len(a), b.var(ddof=1) / len(b), len(a) - 1,
+                  len(b) - 1)
+
+
+def slope_difference(x_a: Sequence[float], y_a: Sequence[float], x_b: Sequence[float],
+                     y_b: Sequence[float]) -> Difference:
+  """slope(a) - slope(b) of two independent least-squares lines, with its 95 % CI and p.
+
+  Equivalent to the interaction term of one regression y ~ x * group with a separate residual
+  variance per group: the standard error is sqrt(se_a^2 + se_b^2) with Welch-Satterthwaite
+  degrees of freedom from each fit's n - 2.
+  """
+  fits = []
+  for x, y in ((x_a, y_a), (x_b, y_b)):
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    if len(x) < 3:
+      raise ValueError(f"A slope's standard error needs at least 3 points, got {len(x)}.")
+    result = stats.linregress(x, y)
+    fits.append((float(result.slope), float(result.stderr) ** 2, len(x) - 2))
+  (slope_a, var_a, dof_a), (slope_b, var_b, dof_b) = fits
+  return _welch_t(slope_a - slope_b, var_a, var_b, dof_a, dof_b)
+
+
+def _welch_t(difference: float, var_a: float, var_b: float, dof_a: int, dof_b: int) -> Difference:
+  """CI and p of `difference` = a - b from the squared standard errors of a and b and their
+  degrees of freedom (Welch-Satterthwaite). Without spread the difference is exact (p 1 or 0)."""
+  standard_error = math.sqrt(var_a + var_b)
+  if standard_error == 0:
+    return Difference(difference, difference, difference, 1.0 if difference == 0 else 0.0)
+  dof = (var_a + var_b) ** 2 / (var_a ** 2 / dof_a + var_b ** 2 / dof_b)
+  half_width = stats.t.ppf(0.975, dof) * standard_error
+  p_value = 2 * stats.t.sf(abs(difference) / standard_error, dof)
+  return Difference(difference, difference - half_width, difference + half_width, float(p_value))
