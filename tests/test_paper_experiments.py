@@ -51,23 +51,40 @@ def test_toy2d_smoke_writes_statistics_and_figures_and_resumes(tmp_path):
   assert summary.stat().st_mtime_ns == before
 
 
-def test_batch_size_smoke_fits_z_against_log_batch(tmp_path, synthetic_mnist_dir):
+def test_batch_size_smoke_fits_z_and_accuracy_against_log_batch_at_fixed_steps(
+    tmp_path, synthetic_mnist_dir):
   run_script("batch_size", f"--out={tmp_path}", f"--data_dir={synthetic_mnist_dir}")
-  out = tmp_path / "batch_size_smoke"
+  out = tmp_path / "batch_size_fixed_steps_smoke"
   content = json.loads((out / "results.json").read_text())
   runs = content["runs"]
   assert {(r["method"], r["batch_size"]) for r in runs} == set(
       itertools.product(("cmim", "infonce"), (2, 10, 50)))
+  assert {r["steps"] for r in runs} == {5}  # Fixed steps: every B takes the same 5 steps.
   assert sum(r["z"] for r in runs) == pytest.approx(0.0, abs=1e-9)  # Centred over all runs.
-  for method in ("cmim", "infonce"):
-    fit = content["fits"][method]
-    assert fit["num_points"] == 3 and fit["slope_ci_low"] <= fit["slope"] <= fit["slope_ci_high"]
-    assert 0 <= fit["p_value"] <= 1
-  steps = {r["batch_size"]: json.loads((out / "runs" / f"cmim_b{r['batch_size']}_seed0" /
-                                        "summary.json").read_text())["step"] for r in runs}
-  assert steps == {2: 100, 10: 20, 50: 4}  # 200 examples per run.
-  assert (out / "batch_size_z.png").read_bytes()[:8] == PNG
-  assert "Regression of z on ln B" in (out / "report.md").read_text()
+  assert set(content["fits"]) == {"z", "knn5_cosine accuracy", "logistic_regression accuracy"}
+  for metric, by_method in content["fits"].items():
+    for fit in by_method.values():
+      assert fit["num_points"] == 3 and fit["slope_ci_low"] <= fit["slope"] <= fit["slope_ci_high"]
+      assert 0 <= fit["p_value"] <= 1
+    difference = content["slope_differences"][metric]["cmim - infonce"]
+    assert difference["difference"] == pytest.approx(
+        by_method["cmim"]["slope"] - by_method["infonce"]["slope"])
+  assert (out / "batch_size_fixed_steps_z.png").read_bytes()[:8] == PNG
+  report = (out / "report.md").read_text()
+  assert "fixed steps" in report and "cmim - infonce (difference of slopes)" in report
+
+
+def test_batch_size_protocols_set_the_steps():
+  from experiments.paper import batch_size  # pylint: disable=g-import-not-at-top
+  fixed_examples = batch_size.preset_for("cpu", "fixed_examples")
+  fixed_steps = batch_size.preset_for("cpu", "fixed_steps")
+  assert fixed_steps["batch_sizes"] == (2, 5, 10, 50, 100, 200, 500, 1000)
+  assert set(fixed_steps["methods"]) == {"cmim", "cmim_sum", "infonce", "mim"}
+  for b in (2, 1000):
+    assert batch_size.run_config("cmim", b, 0, fixed_steps, "").train.num_steps == 200
+    assert batch_size.run_config("cmim", b, 0, fixed_examples, "").train.num_steps == 10_000 // b
+  with pytest.raises(ValueError, match="protocol must be one of"):
+    batch_size.preset_for("cpu", "fixed_epochs")
 
 
 def test_mnist_table_smoke_ranks_methods_and_embeddings(tmp_path, synthetic_mnist_dir):

@@ -1,17 +1,23 @@
 """Experiment 2: sensitivity of the representation to the training batch size.
 
-  python -m experiments.paper.batch_size --preset=smoke|cpu|full --out=runs/paper \
-      [--data_dir=../shared/data/mnist] [--figures=docs/figures] [--processes=1]
+  python -m experiments.paper.batch_size --preset=smoke|cpu|full --protocol=fixed_steps \
+      --out=runs/paper [--data_dir=../shared/data/mnist] [--figures=docs/figures] [--processes=1]
 
-Trains cMIM, cMIM-Sigma (cmim_sum), InfoNCE (augmentations on, as always for it) and MIM (the
-reference; full preset only) on MNIST at each batch size B of the preset, several seeds each,
-every run seeing the same number of training examples (steps = examples // B) on one device (so
-any B is allowed). Each run's mean encodings are probed (the preset's probes); z-scores are taken
-per (probe, metric) across all runs of all methods (`cmim_jax.probes.compare`), and per method the
-z-score of each (B, seed) run is regressed on log B (slope, 95 % CI, p-value;
-`stats.fit_z_against_log_batch`).
+Trains cMIM, cMIM-Sigma (cmim_sum), InfoNCE (augmentations on, as always for it) and MIM on MNIST
+at each batch size B of the preset, several seeds each, on one device (so any B is allowed). Two
+protocols:
+  fixed_steps     (the paper's) every run takes the same number of optimiser steps, so a larger
+                  batch sees more examples;
+  fixed_examples  every run sees the same number of training examples (steps = examples // B),
+                  so a larger batch takes fewer steps.
+Each run's mean encodings are probed (the preset's probes); z-scores are taken per (probe, metric)
+across all runs of all methods (`cmim_jax.probes.compare`). Per method, the z-score and each
+probe's accuracy of the (B, seed) runs are regressed on ln B (slope, 95 % CI, p-value;
+`stats.fit_line`), and the slopes of cMIM are compared with InfoNCE's and cMIM-Sigma's
+(`stats.slope_difference`: difference, 95 % CI, p).
 Only the mean embedding is compared: InfoNCE has no decoder, hence no informative embedding.
-Writes OUT/batch_size_<preset>/{report.md, results.json, batch_size_z.png}.
+Writes OUT/batch_size_<preset> (fixed_examples) or OUT/batch_size_fixed_steps_<preset>
+/{report.md, results.json, batch_size_z.png}.
 """
 
 from __future__ import annotations
@@ -34,27 +40,47 @@ from experiments.configs import mnist as mnist_config  # pylint: disable=wrong-i
 from experiments.paper import common, stats  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
+PROTOCOLS = ("fixed_steps", "fixed_examples")
+ALL_BATCH_SIZES = (2, 5, 10, 50, 100, 200, 500, 1000)
+ALL_METHODS = ("cmim", "cmim_sum", "infonce", "mim")
 PRESETS = {
     # Seconds: three batch sizes, one seed (3 points per regression), a tiny MLP.
     "smoke": dict(methods=("cmim", "infonce"), batch_sizes=(2, 10, 50), seeds=1, examples=200,
-                  hidden_sizes=(32,), latent_dim=8, probes=("knn5_cosine", "logistic_regression"),
-                  max_train=200),
-    # A loaded 2-core CPU in about half an hour: the three methods the claim is about, five of the
-    # batch sizes, a small MLP, 10,000 examples per run (a sixth of an epoch: B=2 takes 5,000
-    # steps, B=1000 10), the two fastest probes on 2,000 training rows.
+                  steps=5, hidden_sizes=(32,), latent_dim=8,
+                  probes=("knn5_cosine", "logistic_regression"), max_train=200),
+    # A loaded 2-core CPU. fixed_examples (about half an hour): the three methods the claim is
+    # about, five of the batch sizes, 10,000 examples per run (B=2 takes 5,000 steps, B=1000 10).
+    # fixed_steps: all four methods at all eight B, 200 steps per run (B=1000 sees 200,000
+    # examples, B=2 400). A small MLP, the two fastest probes on 2,000 training rows.
     "cpu": dict(methods=("cmim", "cmim_sum", "infonce"), batch_sizes=(2, 10, 50, 200, 1000),
-                seeds=3, examples=10_000, hidden_sizes=(256,), latent_dim=16,
-                probes=("knn5_cosine", "logistic_regression"), max_train=2000),
-    # A GPU: the default MLP, 10 epochs per run, the whole classification probe suite.
-    "full": dict(methods=("cmim", "cmim_sum", "infonce", "mim"),
-                 batch_sizes=(2, 5, 10, 50, 100, 200, 500, 1000), seeds=5, examples=600_000,
-                 hidden_sizes=(512, 512), latent_dim=16, probes=None, max_train=10000),
+                seeds=3, examples=10_000, steps=200, hidden_sizes=(256,), latent_dim=16,
+                probes=("knn5_cosine", "logistic_regression"), max_train=2000,
+                fixed_steps=dict(methods=ALL_METHODS, batch_sizes=ALL_BATCH_SIZES,
+                                 hidden_sizes=(128,))),
+    # A GPU: the default MLP, 10 epochs per run (fixed_examples) or 5,000 steps (fixed_steps),
+    # the whole classification probe suite.
+    "full": dict(methods=ALL_METHODS, batch_sizes=ALL_BATCH_SIZES, seeds=5, examples=600_000,
+                 steps=5000, hidden_sizes=(512, 512), latent_dim=16, probes=None, max_train=10000),
 }
 
 
+def preset_for(name: str, protocol: str) -> dict:
+  """The preset `name` with the overrides of `protocol` (its entry of the same name) applied."""
+  if protocol not in PROTOCOLS:
+    raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
+  preset = dict(PRESETS[name])
+  overrides = preset.pop("fixed_steps", {})
+  if protocol == "fixed_steps":
+    preset.update(overrides)
+  preset["protocol"] = protocol
+  return preset
+
+
 def run_config(method: str, batch_size: int, seed: int, preset: dict, data_dir: str):
-  """The MNIST config of one run: `preset["examples"] // batch_size` steps of `batch_size`."""
-  num_steps = preset["examples"] // batch_size
+  """The MNIST config of one run: `preset["steps"]` steps (fixed_steps) or
+  `preset["examples"] // batch_size` steps (fixed_examples) of `batch_size`."""
+  num_steps = (preset["steps"] if preset.get("protocol") == "fixed_steps"
+               else preset["examples"] // batch_size)
   if num_steps < 1:
     raise ValueError(f"{preset['examples']} examples give no step of batch size {batch_size}.")
   config = mnist_config.get_config()
@@ -71,13 +97,31 @@ def run_config(method: str, batch_size: int, seed: int, preset: dict, data_dir: 
   return config
 
 
-def regressions(z_by_run: dict[tuple[str, int, int], float]) -> dict[str, stats.LinearFit]:
-  """Per method, the fit of z on log B over its (method, B, seed) runs."""
+SLOPE_COMPARISONS = (("cmim", "infonce"), ("cmim", "cmim_sum"))
+
+
+def _points(values_by_run: dict[tuple[str, int, int], float]) -> dict[str, tuple[list, list]]:
+  """method -> (batch sizes, values) over its (method, B, seed) runs."""
   points = collections.defaultdict(lambda: ([], []))
-  for (method, batch_size, _), z in z_by_run.items():
+  for (method, batch_size, _), value in values_by_run.items():
     points[method][0].append(batch_size)
-    points[method][1].append(z)
-  return {method: stats.fit_z_against_log_batch(b, z) for method, (b, z) in points.items()}
+    points[method][1].append(value)
+  return points
+
+
+def regressions(values_by_run: dict[tuple[str, int, int], float]) -> dict[str, stats.LinearFit]:
+  """Per method, the fit of a run's value (z-score or accuracy) on ln B over its runs."""
+  return {method: stats.fit_z_against_log_batch(b, values)
+          for method, (b, values) in _points(values_by_run).items()}
+
+
+def slope_differences(values_by_run: dict[tuple[str, int, int], float]
+                      ) -> dict[str, stats.Difference]:
+  """"a - b" -> slope(a) - slope(b) on ln B, for the SLOPE_COMPARISONS whose methods both ran."""
+  points = _points(values_by_run)
+  return {f"{a} - {b}": stats.slope_difference(np.log(points[a][0]), points[a][1],
+                                               np.log(points[b][0]), points[b][1])
+          for a, b in SLOPE_COMPARISONS if a in points and b in points}
 
 
 def plot(z_by_run: dict[tuple[str, int, int], float], fits: dict[str, stats.LinearFit],
@@ -119,41 +163,62 @@ def conclusion(fits: dict[str, stats.LinearFit]) -> str:
   return "\n".join(lines)
 
 
-def report(preset_name: str, preset: dict, z_by_run, fits, wall_s: float, command: str) -> str:
+def _fit_table(fits: dict[str, stats.LinearFit], differences: dict[str, stats.Difference]) -> str:
+  rows = [f"| {m} | {f.slope:+.4f} | [{f.slope_ci_low:+.4f}, {f.slope_ci_high:+.4f}] | "
+          f"{f.p_value:.3g} | {f.num_points} |" for m, f in fits.items()]
+  rows += [f"| {name} (difference of slopes) | {d.difference:+.4f} | [{d.ci_low:+.4f}, "
+           f"{d.ci_high:+.4f}] | {d.p_value:.3g} | |" for name, d in differences.items()]
+  return ("| method | slope per unit ln B | 95 % CI | p | runs |\n| --- | --- | --- | --- | --- |\n"
+          + "\n".join(rows))
+
+
+def report(preset_name: str, preset: dict, values: dict[str, dict], fits: dict[str, dict],
+           differences: dict[str, dict], wall_s: float, command: str) -> str:
+  """The markdown report: mean z per B, then per metric the slopes on ln B and their differences."""
+  z_by_run = values["z"]
   batch_sizes = sorted({b for _, b, _ in z_by_run})
   header = "| method | " + " | ".join(f"B={b}" for b in batch_sizes) + " |\n|" + " --- |" * (
       len(batch_sizes) + 1) + "\n"
   rows = []
-  for method in fits:
+  for method in fits["z"]:
     cells = [np.mean([z for (m, b, _), z in z_by_run.items() if m == method and b == size])
              for size in batch_sizes]
     rows.append(f"| {method} | " + " | ".join(f"{c:+.2f}" for c in cells) + " |")
-  fit_rows = [f"| {m} | {f.slope:+.3f} | [{f.slope_ci_low:+.3f}, {f.slope_ci_high:+.3f}] | "
-              f"{f.p_value:.3g} | {f.num_points} |" for m, f in fits.items()]
   probes = ", ".join(preset["probes"]) if preset["probes"] else "the full classification suite"
+  budget = (f"{preset['steps']:,} optimiser steps each (fixed steps: a larger B sees more "
+            "examples)" if preset["protocol"] == "fixed_steps" else
+            f"{preset['examples']:,} training examples each (steps = examples // B)")
+  sections = [f"Regression of {metric} on ln B, one point per (B, seed) run; the last rows test "
+              "the difference of two methods' slopes:\n\n" + _fit_table(fits[metric],
+                                                                       differences[metric])
+              for metric in values]
   return (
-      f"# Batch size ({preset_name} preset)\n\n"
+      f"# Batch size, {preset['protocol'].replace('_', ' ')} ({preset_name} preset)\n\n"
       f"Command: `{command}`  \nMachine: {common.machine_description()}; wall time "
       f"{wall_s / 60:.1f} min (runs already done are not repeated).  \n"
-      f"Runs: {', '.join(fits)} x B in {list(batch_sizes)} x {preset['seeds']} seed(s), "
-      f"{preset['examples']:,} training examples each (steps = examples // B), MLP "
-      f"{tuple(preset['hidden_sizes'])}, latent {preset['latent_dim']}, one device.  \n"
-      f"Probes of the mean encoding: {probes}, fitted on {preset['max_train']} training rows, "
-      f"scored on the test split; z-scores per (probe, metric) over all runs.\n\n"
+      f"Runs: {', '.join(fits['z'])} x B in {list(batch_sizes)} x {preset['seeds']} seed(s), "
+      f"{budget}, MLP {tuple(preset['hidden_sizes'])}, latent {preset['latent_dim']}, one "
+      f"device.  \nProbes of the mean encoding: {probes}, fitted on {preset['max_train']} "
+      "training rows, scored on the test split; z-scores per (probe, metric) over all runs.\n\n"
       "Mean z-score per batch size (over seeds):\n\n" + header + "\n".join(rows) + "\n\n"
-      "Regression of z on ln B, one point per (B, seed) run:\n\n"
-      "| method | slope | 95 % CI | p | runs |\n| --- | --- | --- | --- | --- |\n"
-      + "\n".join(fit_rows) + "\n\n" + conclusion(fits) + "\n\n![z against B](batch_size_z.png)\n")
+      + "\n\n".join(sections) + "\n\n" + conclusion(fits["z"])
+      + f"\n\n![z against B]({figure_name(preset['protocol'])})\n")
+
+
+def figure_name(protocol: str) -> str:
+  return "batch_size_z.png" if protocol == "fixed_examples" else f"batch_size_{protocol}_z.png"
 
 
 def main(argv):
   del argv
   command = common.command_line("experiments.paper.batch_size")
   start = time.perf_counter()
-  preset = PRESETS[FLAGS.preset]
-  out_dir = pathlib.Path(FLAGS.out) / f"batch_size_{FLAGS.preset}"
-  keys = [(m, b, s) for m in preset["methods"] for b in preset["batch_sizes"]
-          for s in range(preset["seeds"])]
+  preset = preset_for(FLAGS.preset, FLAGS.protocol)
+  out_dir = pathlib.Path(FLAGS.out) / (f"batch_size_{FLAGS.preset}"
+                                       if FLAGS.protocol == "fixed_examples"
+                                       else f"batch_size_{FLAGS.protocol}_{FLAGS.preset}")
+  keys = [(m, b, s) for s in range(preset["seeds"]) for m in preset["methods"]
+          for b in preset["batch_sizes"]]  # Seed-major: a run cut short covers every (m, B).
   workdirs = {key: out_dir / "runs" / f"{key[0]}_b{key[1]}_seed{key[2]}" for key in keys}
   summaries = common.run_all(
       [(run_config(*key, preset, FLAGS.data_dir), workdirs[key]) for key in keys],
@@ -164,21 +229,29 @@ def main(argv):
       workdirs[m, b, s], workdirs[m, b, s], settings, num_devices=1)["results"]
              for m, b, s in keys}
   scores = stats.entry_scores(results, embeddings=("mean",))
-  z_by_run = {(m, b, s): scores[f"{m}_b{b}_seed{s}", "mean"]["mean_z"] for m, b, s in keys}
-  fits = regressions(z_by_run)
-  figure = plot(z_by_run, fits, out_dir / "batch_size_z.png")
+  values = {"z": {(m, b, s): scores[f"{m}_b{b}_seed{s}", "mean"]["mean_z"] for m, b, s in keys}}
+  for probe in next(iter(results.values())):
+    values[f"{probe} accuracy"] = {
+        (m, b, s): results[f"{m}_b{b}_seed{s}"][probe]["mean"]["accuracy"]["mean"]
+        for m, b, s in keys}
+  fits = {metric: regressions(v) for metric, v in values.items()}
+  differences = {metric: slope_differences(v) for metric, v in values.items()}
+  figure = plot(values["z"], fits["z"], out_dir / figure_name(FLAGS.protocol))
   wall_s = time.perf_counter() - start
   common.write_json(out_dir / "results.json", {
       "preset": FLAGS.preset, "settings": {k: list(v) if isinstance(v, tuple) else v
                                             for k, v in preset.items()},
       "machine": common.machine_description(), "wall_time_s": wall_s, "command": command,
-      "runs": [{"method": m, "batch_size": b, "seed": s, "z": z_by_run[m, b, s],
-                "train_wall_time_s": summary.get("wall_time_s"),
+      "runs": [{"method": m, "batch_size": b, "seed": s, "z": values["z"][m, b, s],
+                "steps": summary.get("step"), "train_wall_time_s": summary.get("wall_time_s"),
                 "probe": results[f"{m}_b{b}_seed{s}"]}
                for (m, b, s), summary in zip(keys, summaries)],
-      "fits": {m: vars(f) for m, f in fits.items()}})
+      "fits": {metric: {m: vars(f) for m, f in by_method.items()}
+               for metric, by_method in fits.items()},
+      "slope_differences": {metric: {name: vars(d) for name, d in by_name.items()}
+                            for metric, by_name in differences.items()}})
   (out_dir / "report.md").write_text(
-      report(FLAGS.preset, preset, z_by_run, fits, wall_s, command))
+      report(FLAGS.preset, preset, values, fits, differences, wall_s, command))
   if FLAGS.figures:
     pathlib.Path(FLAGS.figures).mkdir(parents=True, exist_ok=True)
     shutil.copy(figure, pathlib.Path(FLAGS.figures) / figure.name)
@@ -188,6 +261,9 @@ def main(argv):
 def define_flags() -> None:
   """The command-line flags (defined only when run as a script, so modules import cleanly)."""
   flags.DEFINE_enum("preset", "smoke", list(PRESETS), "Scale of the experiment.")
+  flags.DEFINE_enum("protocol", "fixed_steps", list(PROTOCOLS),
+                    "fixed_steps (the paper's): the same optimiser steps at every B; "
+                    "fixed_examples: the same training examples at every B.")
   flags.DEFINE_string("out", "runs/paper", "Output folder (runs and report go below it).")
   flags.DEFINE_string("data_dir", "", "MNIST IDX folder; '' = the loaders' default.")
   flags.DEFINE_string("figures", "", "Also copy the figure here (e.g. docs/figures).")
