@@ -113,7 +113,8 @@ def test_steps_per_dispatch_gives_the_same_run_and_eval_is_configurable(tiny_con
   fused.train.num_steps = 7  # The last dispatch runs one step.
   fused.eval.at_end = False
   summary = training.train_and_evaluate(fused, tmp_path / "two")
-  assert set(summary) == {"step", "method", "data_source"} and embedded_sizes == [40, 40]
+  assert set(summary) == {"step", "method", "data_source", "diagnostics"}
+  assert embedded_sizes == [40, 40]
 
   tiny_config.train.num_steps = 7
   tiny_config.checkpoint.every_steps = 4
