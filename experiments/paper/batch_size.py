@@ -214,6 +214,8 @@ def main(argv):
   command = common.command_line("experiments.paper.batch_size")
   start = time.perf_counter()
   preset = preset_for(FLAGS.preset, FLAGS.protocol)
+  if FLAGS.seeds:  # Fewer (or more) seeds than the preset; runs done already are reused.
+    preset["seeds"] = FLAGS.seeds
   out_dir = pathlib.Path(FLAGS.out) / (f"batch_size_{FLAGS.preset}"
                                        if FLAGS.protocol == "fixed_examples"
                                        else f"batch_size_{FLAGS.protocol}_{FLAGS.preset}")
@@ -268,6 +270,7 @@ def define_flags() -> None:
   flags.DEFINE_string("data_dir", "", "MNIST IDX folder; '' = the loaders' default.")
   flags.DEFINE_string("figures", "", "Also copy the figure here (e.g. docs/figures).")
   flags.DEFINE_integer("processes", 1, "Parallel training processes.")
+  flags.DEFINE_integer("seeds", 0, "Seeds per (method, B); 0 = the preset's.")
 
 
 if __name__ == "__main__":
