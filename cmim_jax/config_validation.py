@@ -94,6 +94,7 @@ _MISSING = object()
 
 def _check_model(c: _Checker, sequence_data: bool) -> None:
   c.check("model.latent_dim", _int_at_least(1), 16)
+  c.check("model.dtype", _one_of(("float32", "bfloat16")), "float32", optional=True)
   if sequence_data:
     c.check("model.encoder", _one_of(sequence.SEQUENCE_ENCODERS), sequence.SEQUENCE_ENCODERS[0])
     decoder = c.value("model.decoder")

@@ -25,6 +25,8 @@ from typing import Mapping
 
 import numpy as np
 
+from cmim_jax.errors import DataError, MissingInputError
+
 EMBEDDING_KEYS = ("mean", "informative", "ecfp4")  # Feature sets the probes score.
 LABELS = "labels"
 TARGETS = "targets"
@@ -73,11 +75,20 @@ def load_npz(path: str | pathlib.Path) -> dict[str, np.ndarray]:
   """Reads a `.npz` into a dict of arrays, never unpickling; a clear error if it is missing."""
   path = pathlib.Path(path)
   if not path.is_file():
-    raise FileNotFoundError(
+    raise MissingInputError(
         f"{path} does not exist; write it with `python -m experiments.embed "
         f"--workdir=<run dir>`.")
-  with np.load(path, allow_pickle=False) as data:
-    return {name: data[name] for name in data.files}
+  arrays, name = {}, None
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      for name in data.files:
+        arrays[name] = data[name]
+  except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+    problem = (f"array {name!r} holds pickled Python objects, which are never unpickled"
+               if name is not None and "allow_pickle" in str(e) else f"it is not a readable .npz file ({e})")
+    raise DataError(f"{path}: {problem}; write it again with `python -m experiments.embed`."
+                    ) from e
+  return arrays
 
 
 def split_schemes(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

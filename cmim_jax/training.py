@@ -360,6 +360,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
              **_evaluate(config, task, model, loop.train.params, mesh)}
   if last_diagnostics:  # At the last log step of this process (none when resumed at the end).
     summary["diagnostics"] = last_diagnostics
+  if task.input_rows:
+    summary["input_rows"] = task.input_rows
   if _is_main_process():
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
   logging.info("Summary: %s", json.dumps(summary))

@@ -9,26 +9,32 @@ import pathlib
 
 import nbformat
 
-REPO_URL = "https://github.com/cmim-jax/cmim-jax"
-COLAB_URL = "https://colab.research.google.com/github/cmim-jax/cmim-jax/blob/main/colab/"
 HERE = pathlib.Path(__file__).resolve().parent
+WHERE = ("Runs in Jupyter inside a checkout of cmim-jax (installed from it when needed), or on "
+         "Colab once you upload the checkout or a wheel built from it (see Install).")
 
-INSTALL = f'''# Install: on Colab from the public repository; locally, use the checkout this notebook is in.
-import os, pathlib, subprocess, sys
-try:
-  import google.colab  # noqa: F401
-  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+{REPO_URL}"], check=True)
-except ImportError:
-  root = next(p for p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents]
-              if (p / "pyproject.toml").exists())
+
+def install(extras: str = "", modules: tuple[str, ...] = ("cmim_jax",)) -> str:
+  """The install cell: `pip install -e` of the checkout the notebook sits in, or CMIM_SOURCE."""
+  return f'''# Install cmim-jax from the checkout this notebook sits in (pip install -e, if
+# not installed yet). Without a checkout around (e.g. on Colab), set CMIM_SOURCE to an uploaded
+# copy of the checkout, or to a wheel built in it with `pip wheel --no-deps -w dist .`.
+import importlib.util, os, pathlib, subprocess, sys
+CMIM_SOURCE = os.environ.get("CMIM_SOURCE", "")
+root = next((p for p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents]
+             if (p / "pyproject.toml").exists() and (p / "cmim_jax").is_dir()), None)
+source = CMIM_SOURCE or (str(root) if root else "")
+if any(importlib.util.find_spec(m) is None for m in {list(modules)!r}):
+  if not source:
+    raise RuntimeError("No cmim-jax checkout around this notebook: set CMIM_SOURCE to one (or to "
+                       "a wheel built from one).")
+  editable = ["-e"] if pathlib.Path(source).is_dir() else []
+  subprocess.run([sys.executable, "-m", "pip", "install", "-q", *editable, source + "{extras}"],
+                 check=True)
+if root:
   sys.path.insert(0, str(root))
   os.chdir(root)
 '''
-
-
-def badge(name: str) -> str:
-  return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-          f"({COLAB_URL}{name})")
 
 
 def notebook(name: str, cells: list[tuple[str, str]]) -> None:
@@ -46,7 +52,7 @@ NOTEBOOKS = {}
 NOTEBOOKS["01_quickstart.ipynb"] = [
     ("md", f"""# cmim-jax quickstart: cMIM on MNIST
 
-{badge("01_quickstart.ipynb")}
+{WHERE}
 
 Train the contrastive Mutual Information Machine on MNIST on whatever accelerator is present, look
 at the loss curve and the reconstructions, extract the two kinds of embeddings (the encoder mean and
@@ -60,8 +66,8 @@ then the public mirrors (SHA-256 checked), then the 5,000-digit subset shipped w
 SMALL = True
 NUM_STEPS = 300 if SMALL else 10_000
 MNIST_DIR = os.environ.get("CMIM_MNIST_DIR", "")"""),
-    ("md", "## Install\nOn Colab this installs the package from GitHub; locally it uses this checkout."),
-    ("code", INSTALL),
+    ("md", "## Install\nThe package from this checkout (or CMIM_SOURCE, e.g. on Colab)."),
+    ("code", install()),
     ("md", """## Train
 The same function the command line runs (`python -m experiments.main`): a jit-compiled train step
 sharded over all devices, checkpoints, metrics and a summary in `workdir`."""),
@@ -137,7 +143,7 @@ plt.show()"""),
 NOTEBOOKS["04_molecules.ipynb"] = [
     ("md", f"""# Molecules: embed SMILES, probe ESOL, decode from the latent space
 
-{badge("04_molecules.ipynb")}
+{WHERE}
 
 A Perceiver encoder and an autoregressive Transformer decoder over SMILES tokens, trained with cMIM.
 Frozen embeddings of MoleculeNet's ESOL molecules (aqueous solubility) are scored by a ridge probe,
@@ -153,8 +159,8 @@ SMALL = True
 CHECKPOINT = ""
 MOSES_DIR = os.environ.get("CMIM_MOSES_DIR", "")
 MOLECULENET_DIR = os.environ.get("CMIM_MOLECULENET_DIR", "")"""),
-    ("md", "## Install\nOn Colab this installs the package (with RDKit) from GitHub; locally it uses this checkout."),
-    ("code", INSTALL.replace("git+{REPO_URL}", "cmim-jax[chem] @ git+{REPO_URL}")),
+    ("md", "## Install\nThis checkout (or CMIM_SOURCE) with RDKit (the `chem` extra)."),
+    ("code", install("[chem]", ("cmim_jax", "rdkit"))),
     ("md", """## A pretrained model
 Pretraining writes the checkpoints and the SMILES vocabulary (`vocab.json`) into its workdir; the
 embedding tools find both from there."""),
@@ -215,7 +221,7 @@ for t, ids in zip(np.linspace(0, 1, 5), np.asarray(decode(path))):
 NOTEBOOKS["02_reuse_the_loss.ipynb"] = [
     ("md", f"""# Reuse the cMIM loss in your own model
 
-{badge("02_reuse_the_loss.ipynb")}
+{WHERE}
 
 `cmim_jax.losses` is a single module that imports only `jax`. This notebook trains a small Flax
 auto-encoder of its own on toy data with `optax`, calling the loss and nothing else of cmim-jax:
@@ -223,8 +229,8 @@ the call and its shapes, masks for padded batches, `jit`, and data-parallel shar
     ("md", """## Settings
 `SMALL = True` runs in seconds on a CPU; `False` trains longer on a bigger batch."""),
     ("code", "SMALL = True\nSTEPS, BATCH = (200, 64) if SMALL else (3000, 512)"),
-    ("md", "## Install\nOn Colab this installs the package from GitHub; locally it uses this checkout."),
-    ("code", INSTALL),
+    ("md", "## Install\nThe package from this checkout (or CMIM_SOURCE, e.g. on Colab)."),
+    ("code", install()),
     ("md", """## The loss call and its shapes
 `cmim_loss(log_px_given_z [B], z [B, D], mu [B, D], logvar [B, D], *, temperature, denominator,
 contrastive_weight, mask)` returns a scalar: A-MIM minus the weighted contrastive log-probability of
@@ -329,7 +335,7 @@ plt.show()"""),
 NOTEBOOKS["03_toy_geometry.ipynb"] = [
     ("md", f"""# The 2-D toy: latent geometry of MIM and cMIM
 
-{badge("03_toy_geometry.ipynb")}
+{WHERE}
 
 The paper's first experiment: encode 1,000 random points of the plane into a 2-D latent space and
 look at where the encoder means land. The contrastive term of cMIM asks each mean to be closer in
@@ -339,8 +345,8 @@ circle; we check this with histograms of angles and radii and a Rayleigh test of
 `SMALL = True` trains each model for a few hundred steps (a minute on a CPU); `False` uses the
 experiment's full length."""),
     ("code", "SMALL = True\nNUM_STEPS = 300 if SMALL else 3000"),
-    ("md", "## Install\nOn Colab this installs the package from GitHub; locally it uses this checkout."),
-    ("code", INSTALL),
+    ("md", "## Install\nThe package from this checkout (or CMIM_SOURCE, e.g. on Colab)."),
+    ("code", install()),
     ("md", """## Train MIM and cMIM
 Both runs use `experiments/configs/toy2d.py` and differ only in `loss.method`: same points, same
 MLPs, same optimiser and steps. Each run writes checkpoints and a summary into its own folder."""),

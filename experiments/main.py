@@ -5,6 +5,7 @@ with the same --workdir resumes from the latest checkpoint. The run ends with th
 (also in DIR/summary.json) and a short human summary: the headline metrics and where the files are.
 """
 
+import json
 import pathlib
 from typing import Any, Mapping
 
@@ -30,6 +31,8 @@ def human_summary(summary: Mapping[str, Any], workdir: str) -> str:
       f"Done: {summary['method']} trained for {summary['step']} steps on data from "
       f"{summary['data_source']}.",
       "Test metrics:", *metrics,
+      *([f"Input rows read, kept and skipped: {json.dumps(summary['input_rows'])}"]
+        if "input_rows" in summary else []),
       f"Files: {workdir / 'summary.json'}, {workdir / 'metrics.jsonl'}, "
       f"{workdir / 'checkpoints'}/, {workdir / 'tensorboard'}/",
       f"Next: python -m experiments.embed --workdir={workdir}"])

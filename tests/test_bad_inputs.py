@@ -5,6 +5,8 @@ Most cases call the library in-process; a few run the command-line entry points 
 one-line error (exit status 2, no traceback without --verbose).
 """
 
+import collections
+import gzip
 import json
 import os
 import pathlib
@@ -18,7 +20,8 @@ import jax
 import numpy as np
 import pytest
 
-from cmim_jax import checkpointing, config_validation, embed, errors, training
+from cmim_jax import checkpointing, config_validation, embed, embedding_files, errors, training
+from cmim_jax.data import idx, mnist, molecules
 from experiments.configs import fashion_mnist as fashion_config
 from experiments.configs import mnist as mnist_config
 from experiments.configs import molecules as molecules_config
@@ -131,6 +134,146 @@ def test_num_steps_below_the_latest_checkpoint_names_both(run_copy):
   config.train.num_steps = 4
   with pytest.raises(errors.ConfigError, match=r"num_steps=4 is below .*\(6\)"):
     training.train_and_evaluate(config, workdir)
+
+
+# ---------------------------------------------------------------------------------------------
+# Image files (IDX): the error names the file.
+
+
+def _image_data_config(folder, **fields):
+  config = mnist_config.get_config().data
+  config.data_dir = str(folder)
+  config.allow_fallback = False
+  for name, value in fields.items():
+    config[name] = value
+  return config
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: p.write_bytes(gzip.compress(gzip.decompress(p.read_bytes())[:1000])), "truncated"),
+    (lambda p: p.write_bytes(gzip.compress(b"\x01\x02" + gzip.decompress(p.read_bytes())[2:])),
+     "bad magic number"),
+    (lambda p: p.write_bytes(p.read_bytes()[:200]), "cannot decompress"),
+    (lambda p: p.write_bytes(b""), "not an IDX file|cannot decompress"),
+])
+def test_damaged_idx_file_is_named(synthetic_mnist_dir, tmp_path, damage, message):
+  folder = shutil.copytree(synthetic_mnist_dir, tmp_path / "idx")
+  damage(folder / "train-images-idx3-ubyte.gz")
+  with pytest.raises(errors.DataError, match=message) as error:
+    mnist.load_image_dataset(_image_data_config(folder))
+  assert "train-images-idx3-ubyte.gz" in str(error.value)
+
+
+def test_label_count_mismatch_names_both_files(synthetic_mnist_dir, tmp_path):
+  folder = shutil.copytree(synthetic_mnist_dir, tmp_path / "idx")
+  labels = idx.read_idx(folder / "t10k-labels-idx1-ubyte.gz")
+  idx.write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels[:-3])
+  with pytest.raises(errors.DataError, match="t10k-labels-idx1-ubyte.gz.*do not belong together"):
+    mnist.load_image_dataset(_image_data_config(folder))
+
+
+def test_missing_idx_file_is_named(synthetic_mnist_dir, tmp_path):
+  folder = shutil.copytree(synthetic_mnist_dir, tmp_path / "idx")
+  (folder / "t10k-images-idx3-ubyte.gz").unlink()
+  with pytest.raises(errors.MissingInputError, match="t10k-images-idx3-ubyte.gz"):
+    mnist.load_image_dataset(_image_data_config(folder))
+
+
+def test_download_with_a_bad_checksum_is_refused_and_not_cached(synthetic_mnist_dir, tmp_path,
+                                                               monkeypatch):
+  monkeypatch.setenv("CMIM_JAX_CACHE", str(tmp_path / "cache"))
+  monkeypatch.setattr(mnist, "_tfds_installed", lambda: False)
+  config = _image_data_config("", mirrors=(synthetic_mnist_dir.as_uri() + "/",))
+  with pytest.raises(errors.DataUnavailableError, match="does not match") as error:
+    mnist.load_image_dataset(config)  # Synthetic digits are not MNIST's.
+  assert "train-images-idx3-ubyte.gz" in str(error.value)
+  assert not any((tmp_path / "cache").rglob("*.gz"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Text files (SMILES corpora, MoleculeNet CSVs): errors name the file and line; a corpus's bad
+# rows are skipped and counted per cause.
+
+
+def test_empty_corpus_is_an_error_naming_the_file(tmp_path):
+  (tmp_path / "empty.csv").write_text("")
+  with pytest.raises(errors.DataError, match=r"empty.csv is empty"):
+    molecules.read_smiles_file(tmp_path / "empty.csv", "SMILES")
+
+
+def test_corpus_without_the_column_lists_its_columns(tmp_path):
+  (tmp_path / "c.csv").write_text("id,structure\n1,CCO\n")
+  with pytest.raises(errors.DataError, match=r"c.csv has no column 'SMILES'.*'structure'"):
+    molecules.read_smiles_file(tmp_path / "c.csv", "SMILES")
+
+
+def test_non_utf8_line_is_named_or_skipped_and_counted(tmp_path, caplog):
+  path = tmp_path / "corpus.csv"
+  path.write_bytes(b"SMILES\nCCO\nC\xffC\nCCN\n")
+  skipped = collections.Counter()
+  assert molecules.read_smiles_file(path, "SMILES", skipped) == ["CCO", "CCN"]
+  assert skipped == {"not_utf8": 1}
+  assert "corpus.csv:3: byte 0xff" in caplog.text
+  with pytest.raises(errors.DataError, match=r"corpus.csv:3: byte 0xff at column 2 is not UTF-8"):
+    molecules.read_smiles_file(path, "SMILES")
+
+
+def test_corrupt_gzip_corpus_is_named(tmp_path):
+  path = tmp_path / "corpus.csv.gz"
+  whole = gzip.compress(b"SMILES\n" + "".join(f"C{'C' * (i % 7)}O{i}\n" for i in range(2000)).encode())
+  path.write_bytes(whole[:len(whole) // 2])
+  with pytest.raises(errors.DataError, match="corpus.csv.gz: cannot read it"):
+    molecules.read_smiles_file(path, "SMILES")
+
+
+def test_corpus_rows_are_skipped_per_cause_and_counted_in_the_summary(tmp_path):
+  rows = ["CCO", "c1ccccc1", "CCN", "CC(=O)O", "ClCCBr", "CCCC", "CCCl", "c1ccncc1"] * 4
+  lines = b"SMILES,name\n" + b"".join(f"{s},x\n".encode() for s in rows)
+  lines += b",no smiles\nC1CC,unclosed ring\nC\xe9C,latin-1\nCC$C,no token\n" + b"C" * 80 + b",long\n"
+  (tmp_path / "corpus.csv").write_bytes(lines)
+  config = molecules_config.get_config("quick")
+  config.data.corpus_path = str(tmp_path / "corpus.csv")
+  config.data.num_test_molecules = 4
+  config.data.batch_size = 8
+  config.model.width, config.model.num_heads = 16, 2
+  config.model.encoder_layers = config.model.decoder_layers = 1
+  config.train.num_steps, config.train.log_every_steps, config.checkpoint.every_steps = 1, 1, 1
+  config.eval.at_end = False  # The counts are in the summary all the same.
+  summary = training.train_and_evaluate(config, tmp_path / "run")
+  rows_summary = summary["input_rows"]
+  assert rows_summary["file_rows_skipped"] == {"not_utf8": 1, "no_smiles": 1}
+  counts = {k: rows_summary["train"][k] + rows_summary["test"][k]
+            for k in ("invalid", "untokenizable", "too_long")}
+  assert counts == {"invalid": 2, "untokenizable": 0, "too_long": 1}  # RDKit rejects CC$C first.
+  assert json.loads((tmp_path / "run" / "summary.json").read_text())["input_rows"] == rows_summary
+
+
+@pytest.mark.parametrize("content, message", [
+    ("smiles,y\nCCO,1.5\nCCN,n/a\n", r"mine.csv:3: no numeric target in column 'y'"),
+    ("smiles,y\nCCO,1.5\nCCN\n", r"mine.csv:3: no numeric target"),
+    ("smiles,y\nCCO,nan\n", r"mine.csv:2: the target in column 'y' is nan"),
+    ("smiles,y\nCCO,inf\n", r"mine.csv:2: the target .* is inf"),
+    ("", r"mine.csv is empty"),
+    ("smiles,a,b\nCCO,1,2\n", r"mine.csv has columns .*data.target_column"),
+])
+def test_bad_moleculenet_targets_name_file_and_line(tmp_path, content, message):
+  (tmp_path / "mine.csv").write_text(content)
+  with pytest.raises(errors.DataError, match=message):
+    molecules.read_regression_csv(tmp_path / "mine.csv")
+
+
+def test_non_utf8_moleculenet_file_names_file_and_line(tmp_path):
+  (tmp_path / "mine.csv").write_bytes(b"smiles,y\nCCO,1\nC\xc3(C,2\n")
+  with pytest.raises(errors.DataError, match=r"mine.csv:3: byte 0xc3 .* not UTF-8"):
+    molecules.read_regression_csv(tmp_path / "mine.csv")
+
+
+def test_pickled_npz_is_refused_naming_the_file(tmp_path):
+  path = tmp_path / "test.npz"
+  np.savez(path, mean=np.zeros((2, 3)), labels=np.array([{"a": 1}, None], dtype=object))
+  with pytest.raises(ValueError, match="test.npz") as error:
+    embedding_files.load_npz(path)
+  assert "pickle" in str(error.value).lower() or "object" in str(error.value).lower()
 
 
 # ---------------------------------------------------------------------------------------------

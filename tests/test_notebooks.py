@@ -26,7 +26,9 @@ def test_every_notebook_is_built_from_its_source_and_has_no_outputs():
     assert (COLAB / name).read_bytes() == before[name], f"{name} differs from build_notebooks.py"
     notebook = nbformat.read(COLAB / name, as_version=4)
     assert (COLAB / name).stat().st_size < 50_000
-    assert "colab-badge.svg" in notebook.cells[0].source
+    install = next(c.source for c in notebook.cells if c.source.startswith("# Install"))
+    assert "CMIM_SOURCE" in install and "pip" in install
+    assert "github.com" not in "".join(c.source for c in notebook.cells)  # No such repository.
     assert "SMALL = True" in "".join(c.source for c in notebook.cells[:4])
     assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code")
 

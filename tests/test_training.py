@@ -205,6 +205,10 @@ def test_cli_writes_metrics_tensorboard_checkpoints_and_summary(synthetic_mnist_
   assert summary["method"] == "mim" and summary["step"] == 4
   assert "knn5_accuracy_mean" in summary and "test_reconstruction_loss" in summary
   assert "Summary:" in output
+  assert output.index("Done: mim trained for 4 steps") > output.index("Summary:")  # Human summary.
+  own_files = {p.name for d in ("cmim_jax", "experiments") for p in (REPO_ROOT / d).rglob("*.py")}
+  info_sources = set(re.findall(r"(?m)^I\d{4} [\d:.]+ +\d+ (\S+):\d+\]", output))
+  assert info_sources and info_sources <= own_files, info_sources - own_files  # No Orbax INFO.
   assert f"Compilation cache: {tmp_path / 'jax_cache'}" in output
   assert len(list((tmp_path / "jax_cache").iterdir())) > 3  # The step, init, evaluation, ...
 

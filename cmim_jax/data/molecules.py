@@ -23,8 +23,8 @@ import contextlib
 import csv
 import dataclasses
 import gzip
-import io
 import pathlib
+import zlib
 from typing import Sequence
 
 import ml_collections
@@ -73,10 +73,28 @@ def _quiet_rdkit():
 # Reading SMILES files.
 
 
-def _open_text(path: pathlib.Path):
-  if path.suffix == ".gz":
-    return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-  return open(path, encoding="utf-8", newline="")
+def _text_lines(path: pathlib.Path, skipped: collections.Counter | None = None):
+  """The lines of a UTF-8 text file (gzipped when its name ends in .gz), line endings kept.
+
+  A line that is not UTF-8 raises a DataError naming the file and line; with a `skipped` counter
+  it is skipped instead, counted as "not_utf8", and the first one is named in a warning.
+  """
+  opener = gzip.open if path.suffix == ".gz" else open
+  try:
+    with opener(path, "rb") as f:
+      for number, raw in enumerate(f, start=1):
+        try:
+          yield raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+          where = (f"{path}:{number}: byte 0x{raw[e.start]:02x} at column {e.start + 1} is not "
+                   "UTF-8 text")
+          if skipped is None:
+            raise DataError(f"{where}; save the file as UTF-8.") from e
+          if not skipped["not_utf8"]:
+            logging.warning("%s; skipping such lines (counted in the summary).", where)
+          skipped["not_utf8"] += 1
+  except (OSError, EOFError, zlib.error) as e:  # gzip raises these for corrupt or cut streams.
+    raise DataError(f"{path}: cannot read it ({e}); the file is corrupt or truncated.") from e
 
 
 def _find_column(header: Sequence[str], name: str, path) -> int:
@@ -87,8 +105,8 @@ def _find_column(header: Sequence[str], name: str, path) -> int:
   lowered = [h.lower() for h in stripped]
   if name.lower() in lowered:
     return lowered.index(name.lower())
-  raise ValueError(f"{path} has no column {name!r}; its columns are {stripped}. Set "
-                   "data.smiles_column (or data.target_column) to one of them.")
+  raise DataError(f"{path} has no column {name!r}; its columns are {stripped}. Set "
+                  "data.smiles_column (or data.target_column) to one of them.")
 
 
 def _file_kind(path: pathlib.Path) -> str:
@@ -96,36 +114,46 @@ def _file_kind(path: pathlib.Path) -> str:
   for kind in ("csv", "smi"):
     if name.endswith(f".{kind}") or name.endswith(f".{kind}.gz"):
       return kind
-  raise ValueError(f"{path}: unsupported file type; use .csv, .csv.gz, .smi or .smi.gz.")
+  raise DataError(f"{path}: unsupported file type; use .csv, .csv.gz, .smi or .smi.gz.")
 
 
-def read_smiles_file(path: str | pathlib.Path, smiles_column: str = "SMILES") -> list[str]:
+def read_smiles_file(path: str | pathlib.Path, smiles_column: str = "SMILES",
+                     skipped: collections.Counter | None = None) -> list[str]:
   """All SMILES in a .csv/.csv.gz (column `smiles_column`) or .smi/.smi.gz file, in file order.
 
   A .smi line is `SMILES [anything else]`; blank lines, `#` comments and a header line whose first
-  field is `smiles_column` are skipped.
+  field is `smiles_column` are skipped. CSV rows without a SMILES in that column are skipped and
+  counted in `skipped` ("no_smiles"), as are lines that are not UTF-8 ("not_utf8"); without a
+  `skipped` counter such a line is an error naming the file and line.
   """
   path = pathlib.Path(path)
   if not path.is_file():
-    raise FileNotFoundError(f"No SMILES file at {path}; check data.corpus_path.")
+    raise MissingInputError(f"No SMILES file at {path}; check data.corpus_path.")
   kind = _file_kind(path)
-  with _open_text(path) as f:
-    if kind == "csv":
-      reader = csv.reader(f)
-      header = next(reader, None)
-      if header is None:
-        raise ValueError(f"{path} is empty.")
-      column = _find_column(header, smiles_column, path)
-      return [row[column].strip() for row in reader if len(row) > column and row[column].strip()]
+  lines = _text_lines(path, skipped)
+  if kind == "csv":
+    reader = csv.reader(lines)
+    header = next(reader, None)
+    if header is None:
+      raise DataError(f"{path} is empty; it needs a header line naming the {smiles_column!r} "
+                      "column and one SMILES per row.")
+    column = _find_column(header, smiles_column, path)
     out = []
-    for line in f:
-      fields = line.split()
-      if not fields or fields[0].startswith("#"):
-        continue
-      if not out and fields[0].lower() == smiles_column.lower():
-        continue
-      out.append(fields[0])
+    for row in reader:
+      if len(row) > column and row[column].strip():
+        out.append(row[column].strip())
+      elif any(cell.strip() for cell in row) and skipped is not None:
+        skipped["no_smiles"] += 1
     return out
+  out = []
+  for line in lines:
+    fields = line.split()
+    if not fields or fields[0].startswith("#"):
+      continue
+    if not out and fields[0].lower() == smiles_column.lower():
+      continue
+    out.append(fields[0])
+  return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,11 +231,13 @@ def filter_smiles(smiles: Sequence[str], max_tokens: int, *, canonical: bool = F
 
 @dataclasses.dataclass(frozen=True)
 class Corpus:
-  """Raw (unfiltered) SMILES of a pretraining corpus and where they came from."""
+  """Raw (unfiltered) SMILES of a pretraining corpus, where they came from, and how many file rows
+  were skipped per cause ("not_utf8", "no_smiles")."""
 
   train: list[str]
   test: list[str]
   source: str
+  skipped_rows: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def _subsample(items: list[str], limit: int, rng: np.random.Generator) -> list[str]:
@@ -232,7 +262,7 @@ def moses_file(split: str, data_config: ml_collections.ConfigDict) -> tuple[path
     folder = pathlib.Path(data_config.data_dir)
     path = _find_moses_file(folder, split)
     if path is None:
-      raise FileNotFoundError(
+      raise MissingInputError(
           f"data.data_dir={folder} has no MOSES {split}.csv or {split}.csv.gz; point it at the "
           "folder with the MOSES CSVs (column SMILES) or leave it empty to download them.")
     return path, f"data_dir:{folder}"
@@ -260,25 +290,28 @@ def load_corpus(data_config: ml_collections.ConfigDict, seed: int) -> Corpus:
   molecules held out as the test set, up to `data.max_train_molecules` of the rest for training.
   """
   rng = np.random.default_rng(seed)
+  skipped = collections.Counter()
   if data_config.get("corpus_path"):
     path = pathlib.Path(data_config.corpus_path)
-    smiles = _subsample(read_smiles_file(path, data_config.smiles_column), 0, rng)
+    smiles = _subsample(read_smiles_file(path, data_config.smiles_column, skipped), 0, rng)
     num_test = data_config.num_test_molecules
     if num_test >= len(smiles):
-      raise ValueError(f"{path} has {len(smiles)} SMILES, not more than "
-                       f"data.num_test_molecules={num_test}; lower it or use a larger corpus.")
+      raise DataError(f"{path} has {len(smiles)} SMILES, not more than "
+                      f"data.num_test_molecules={num_test}; lower it or use a larger corpus.")
     train = smiles[num_test:]
     if data_config.max_train_molecules > 0:
       train = train[:data_config.max_train_molecules]
-    return Corpus(train, smiles[:num_test], f"file:{path}")
+    return Corpus(train, smiles[:num_test], f"file:{path}", dict(skipped))
   if data_config.corpus != "moses":
     raise ValueError(f"Unknown data.corpus {data_config.corpus!r}; use 'moses', or set "
                      "data.corpus_path to a .csv/.csv.gz/.smi file.")
   train_path, source = moses_file("train", data_config)
   test_path, _ = moses_file("test", data_config)
-  train = _subsample(read_smiles_file(train_path, "SMILES"), data_config.max_train_molecules, rng)
-  test = _subsample(read_smiles_file(test_path, "SMILES"), data_config.num_test_molecules, rng)
-  return Corpus(train, test, f"moses:{source}")
+  train = _subsample(read_smiles_file(train_path, "SMILES", skipped),
+                     data_config.max_train_molecules, rng)
+  test = _subsample(read_smiles_file(test_path, "SMILES", skipped), data_config.num_test_molecules,
+                    rng)
+  return Corpus(train, test, f"moses:{source}", dict(skipped))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,35 +370,39 @@ class RegressionSet:
 
 def read_regression_csv(path: str | pathlib.Path, smiles_column: str = "smiles",
                         target_column: str = "") -> tuple[list[str], np.ndarray]:
-  """SMILES and float targets [N, 1] from a CSV. `target_column=""` means the one column that is
-  not the SMILES column (a two-column `smiles,target` file). Rows with an empty or non-numeric
-  target raise, naming the row."""
+  """SMILES and float targets [N, 1] from a UTF-8 CSV. `target_column=""` means the one column
+  that is not the SMILES column (a two-column `smiles,target` file). A row with a missing, non-
+  numeric or non-finite target, or a line that is not UTF-8, is a DataError naming the file and
+  line: a benchmark's rows are not dropped silently."""
   path = pathlib.Path(path)
   if not path.is_file():
-    raise FileNotFoundError(f"No CSV at {path}.")
-  with _open_text(path) as f:
-    reader = csv.reader(f)
-    header = next(reader, None)
-    if header is None:
-      raise ValueError(f"{path} is empty.")
-    smiles_index = _find_column(header, smiles_column, path)
-    if target_column:
-      target_index = _find_column(header, target_column, path)
-    else:
-      others = [i for i in range(len(header)) if i != smiles_index]
-      if len(others) != 1:
-        raise ValueError(f"{path} has columns {header}; set data.target_column to the target.")
-      target_index = others[0]
-    smiles, targets = [], []
-    for line, row in enumerate(reader, start=2):
-      if not any(cell.strip() for cell in row):
-        continue
-      try:
-        targets.append(float(row[target_index]))
-      except (ValueError, IndexError) as e:
-        raise ValueError(f"{path}:{line}: no numeric target in column "
-                         f"{header[target_index]!r} ({e}).") from e
-      smiles.append(row[smiles_index].strip())
+    raise MissingInputError(f"No CSV at {path}.")
+  reader = csv.reader(_text_lines(path))
+  header = next(reader, None)
+  if header is None:
+    raise DataError(f"{path} is empty; it needs a header line and one molecule per row.")
+  smiles_index = _find_column(header, smiles_column, path)
+  if target_column:
+    target_index = _find_column(header, target_column, path)
+  else:
+    others = [i for i in range(len(header)) if i != smiles_index]
+    if len(others) != 1:
+      raise DataError(f"{path} has columns {header}; set data.target_column to the target.")
+    target_index = others[0]
+  smiles, targets = [], []
+  for row in reader:
+    if not any(cell.strip() for cell in row):
+      continue
+    try:
+      target = float(row[target_index])
+    except (ValueError, IndexError) as e:
+      raise DataError(f"{path}:{reader.line_num}: no numeric target in column "
+                      f"{header[target_index]!r} ({e}).") from e
+    if not np.isfinite(target):
+      raise DataError(f"{path}:{reader.line_num}: the target in column {header[target_index]!r} "
+                      f"is {target}; give a finite number or remove the row.")
+    targets.append(target)
+    smiles.append(row[smiles_index].strip())
   return smiles, np.asarray(targets, np.float32)[:, None]
 
 
@@ -378,10 +415,11 @@ def _is_tokenizable(smiles: str) -> bool:
 
 
 def _drop_invalid(smiles: list[str], targets: np.ndarray, what: str):
-  valid = np.array([is_valid_smiles(s) and _is_tokenizable(s) for s in smiles], bool)
+  rdkit_valid = np.array([is_valid_smiles(s) for s in smiles], bool)
+  valid = rdkit_valid & np.array([_is_tokenizable(s) for s in smiles], bool)
   if not valid.all():
-    logging.warning("%s: skipped %d entries that RDKit cannot parse or that are no SMILES "
-                    "tokens.", what, int((~valid).sum()))
+    logging.warning("%s: skipped %d entries RDKit cannot parse and %d that are no SMILES tokens.",
+                    what, int((~rdkit_valid).sum()), int((rdkit_valid & ~valid).sum()))
   return [s for s, ok in zip(smiles, valid) if ok], targets[valid]
 
 
@@ -391,7 +429,7 @@ def _moleculenet_file(spec: MoleculeNetSpec, data_config) -> tuple[pathlib.Path,
     for layout in spec.layouts:
       if (folder / layout.file_name).is_file():
         return folder / layout.file_name, layout, f"data_dir:{folder}"
-    raise FileNotFoundError(
+    raise MissingInputError(
         f"data.data_dir={folder} has none of {[l.file_name for l in spec.layouts]} for "
         f"{spec.name}; point it at a folder with one of them or leave it empty to download.")
   layout = spec.layouts[0]

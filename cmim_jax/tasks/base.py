@@ -18,11 +18,14 @@ class Task(abc.ABC):
     source: which data source served the data (logged and written to the summary).
     train_arrays: name -> host array [N, ...] that the train step's batches are gathered from.
     example_input: a model input [2, ...] (after `preprocess`) used to initialise parameters.
+    input_rows: for the summary, counts of the input rows read, kept and skipped per cause
+      (empty when the task skips none).
   """
 
   source: str
   train_arrays: Mapping[str, np.ndarray]
   example_input: np.ndarray
+  input_rows: Mapping[str, Any] = {}
 
   @abc.abstractmethod
   def build_model(self, model_config) -> Any:

@@ -11,6 +11,7 @@ UNK, and are counted and logged.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import pathlib
 
@@ -24,6 +25,7 @@ from cmim_jax import embeddings
 from cmim_jax import sharding as sharding_lib
 from cmim_jax.data import molecules
 from cmim_jax.data import smiles as smiles_lib
+from cmim_jax.errors import DataError
 from cmim_jax.models import gaussian, sequence
 from cmim_jax.tasks.base import Task
 
@@ -128,10 +130,12 @@ class SmilesTask(_SmilesTaskBase):
     test, test_tokens, test_counts = molecules.filter_smiles(
         corpus.test, data.max_length, canonical=data.canonicalize)
     test_counts.log("Held-out corpus")
+    self.input_rows = {"file_rows_skipped": corpus.skipped_rows,
+                       "train": dataclasses.asdict(counts), "test": dataclasses.asdict(test_counts)}
     if not train or not test:
-      raise ValueError(f"No usable SMILES left in the {'training' if not train else 'held-out'} "
-                       f"corpus of {corpus.source} (see the skip counts in the log); check "
-                       "data.smiles_column and data.max_length.")
+      raise DataError(f"No usable SMILES left in the {'training' if not train else 'held-out'} "
+                      f"corpus of {corpus.source} (see the skip counts in the log); check "
+                      "data.smiles_column and data.max_length.")
     if data.vocab_path:
       vocab = smiles_lib.Vocabulary.load(data.vocab_path)
       logging.info("Vocabulary of %d tokens from %s.", len(vocab), data.vocab_path)
