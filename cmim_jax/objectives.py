@@ -23,18 +23,24 @@ config fields (`contrastive_pair`):
 With anchor "mu" and positive "z", s_ii = cos(mu_i, mu_i + sigma_i eps_i) / τ tends to 1/τ as the
 posterior narrows, p(k = i) tends to 1 and the term's gradient vanishes unless negatives are
 nearly parallel (`cmim_jax.diagnostics` measures this); the other options change that geometry.
+
+Every contrastive term (these and InfoNCE's) takes `loss.block_size` (0: dense [B, B] logits;
+else the blockwise online log-sum-exp of `cmim_jax.losses`), and when the step is traced on a mesh
+of several devices (`sharding.within_mesh`) each device scores its rows against the all-gathered
+latents (`sharding.over_data_axis`), so no device forms the global [B, B] matrix.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from cmim_jax import losses
+from cmim_jax import losses, sharding
 from cmim_jax.models import AutoEncoder, ProjectionHead, reparameterize
 
 LossAndTerms = tuple[jax.Array, dict[str, jax.Array]]
@@ -140,10 +146,16 @@ def contrastive_pair(outputs: dict, key: jax.Array,
   return outputs[anchor], positives  # The anchor options name the outputs ("projection" = g(mu)).
 
 
+def _block_size(cfg: ml_collections.ConfigDict) -> int | None:
+  """`loss.block_size` as the losses take it: None (dense) for 0 or an unset field."""
+  return cfg.get("block_size", 0) or None
+
+
 def _contrastive_term(outputs, key, cfg, denominator):
   anchors, positives = contrastive_pair(outputs, key, cfg)
-  return jnp.mean(losses.contrastive_log_prob(
-      anchors, positives, temperature=cfg.temperature, denominator=denominator))
+  log_prob = functools.partial(losses.contrastive_log_prob, temperature=cfg.temperature,
+                               denominator=denominator, block_size=_block_size(cfg))
+  return jnp.mean(sharding.over_data_axis(log_prob, anchors, positives))
 
 
 def _mim(model, params, x, key, cfg, views=()) -> LossAndTerms:
@@ -191,8 +203,10 @@ def _symmetric_infonce(model, params, views: Sequence[jax.Array], cfg) -> jax.Ar
   # One encoder pass over both views: vmap over a leading view axis keeps the batch axis sharded.
   first, second = jax.vmap(lambda view: model.apply({"params": params}, view, method="project"))(
       jnp.stack(views))
-  return 0.5 * (losses.infonce_loss(first, second, temperature=cfg.temperature)
-                + losses.infonce_loss(second, first, temperature=cfg.temperature))
+  infonce = functools.partial(losses.infonce_loss, temperature=cfg.temperature,
+                              block_size=_block_size(cfg))
+  return 0.5 * (sharding.over_data_axis(infonce, first, second, out_specs=jax.P())
+                + sharding.over_data_axis(infonce, second, first, out_specs=jax.P()))
 
 
 def _infonce(model, params, x, key, cfg, views=()) -> LossAndTerms:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
@@ -53,3 +54,37 @@ def put_replicated(array: np.ndarray, mesh: Mesh) -> jax.Array:
   """
   array = np.asarray(array)
   return jax.make_array_from_callback(array.shape, replicated(mesh), lambda index: array[index])
+
+
+def within_mesh(fn: Callable, mesh: Mesh) -> Callable:
+  """`fn` traced with `mesh` as the context mesh, for `jax.jit`: `over_data_axis` inside finds it."""
+  @functools.wraps(fn)
+  def wrapped(*args, **kwargs):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      return fn(*args, **kwargs)
+  return wrapped
+
+
+def over_data_axis(fn: Callable, *rows: jax.Array, out_specs=P(DATA_AXIS)):
+  """fn(*rows) with each device holding its rows, when the context mesh splits `data`.
+
+  Under a context mesh (see `within_mesh`) whose `data` axis has several devices, runs
+  `fn(*row_shards, axis_name="data")` per device through `jax.shard_map`: each argument [B, ...]
+  is split on its leading axis, and `fn` combines the devices with collectives on that axis
+  (e.g. the contrastive terms of `cmim_jax.losses` all-gather the latents). Otherwise (no mesh,
+  or one device) it is `fn(*rows)`.
+
+  Args:
+    fn: takes the row arrays and the keyword `axis_name`.
+    *rows: arrays [B, ...] with B a multiple of the device count.
+    out_specs: how `fn`'s outputs are laid out: P("data") for per-row outputs [B, ...], P() for
+      values the same on every device (e.g. a mean over all rows).
+
+  Returns:
+    fn's outputs for the whole batch.
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or mesh.shape.get(DATA_AXIS, 1) == 1:
+    return fn(*rows)
+  return jax.shard_map(functools.partial(fn, axis_name=DATA_AXIS), mesh=mesh,
+                       in_specs=(P(DATA_AXIS),) * len(rows), out_specs=out_specs)(*rows)

@@ -101,7 +101,8 @@ def make_train_step(model, method: objectives.Method, task: tasks.Task,
   The state is replicated and donated; the batch is sharded on its leading axis.
   """
   replicated = sharding_lib.replicated(mesh)
-  return jax.jit(_train_step_fn(model, method, task, config),
+  # Traced within the mesh: the contrastive terms then split their rows over it.
+  return jax.jit(sharding_lib.within_mesh(_train_step_fn(model, method, task, config), mesh),
                  in_shardings=(replicated, sharding_lib.batch_sharded(mesh), replicated),
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
@@ -154,7 +155,7 @@ class FusedLoop:
   def __init__(self, model, method: objectives.Method, task: tasks.Task,
                config: ml_collections.ConfigDict, mesh: Mesh, batcher: batching.DeviceBatcher,
                key: jax.Array):
-    self._train_step = _train_step_fn(model, method, task, config)
+    self._train_step = sharding_lib.within_mesh(_train_step_fn(model, method, task, config), mesh)
     self._batcher, self._key = batcher, key
     self._replicated = sharding_lib.replicated(mesh)
     self._multi_step = jax.jit(

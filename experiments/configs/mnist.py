@@ -66,6 +66,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # "projection" (a D -> D head on mu) or "z"; positive "z" or "second_sample" (z' ~ q(z|x)).
   config.loss.contrastive_anchor = "mu"
   config.loss.contrastive_positive = "z"
+  # Contrastive terms: 0 = dense [B, B] logits (fine for small batches); N = an online
+  # log-sum-exp over blocks of N columns, holding [B, N] at most (same values; for large batches).
+  config.loss.block_size = 0
   config.loss.projection_hidden = 128  # InfoNCE projection head: Dense(hidden), GELU, Dense(dim).
   config.loss.projection_dim = 64
 

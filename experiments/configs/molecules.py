@@ -73,6 +73,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.loss.contrastive_weight = 1.0
   config.loss.contrastive_anchor = "mu"  # Or "projection", "z" (see cmim_jax/objectives.py).
   config.loss.contrastive_positive = "z"  # Or "second_sample".
+  # Contrastive terms: 0 = dense [B, B] logits (fine for small batches); N = an online
+  # log-sum-exp over blocks of N columns, holding [B, N] at most (same values; for large batches).
+  config.loss.block_size = 0
   config.loss.projection_hidden = 128  # "projection" anchor head: Dense(128), GELU, Dense(K*D).
 
   config.train = ml_collections.ConfigDict()
