@@ -227,17 +227,20 @@ def test_bfloat16_inputs_accumulate_in_float32():
   assert losses.gaussian_log_prob(a, a, a).dtype == jnp.float32
 
 
+@pytest.mark.parametrize("block_size", [None, 3])  # Dense, and blockwise (test_blockwise_losses).
 @pytest.mark.parametrize("denominator", ["mean", "sum"])
-def test_finite_values_and_gradients_at_low_temperature_near_unit_cosines(denominator):
+def test_finite_values_and_gradients_at_low_temperature_near_unit_cosines(denominator, block_size):
   base = _random((8, 4), 32)
   anchors = jnp.concatenate([base[:4], -base[:4]])  # Cosines of exactly +1 and -1 across rows.
   latents = anchors + 1e-6 * _random((8, 4), 33)
   def total(a, l):
-    return jnp.sum(losses.contrastive_log_prob(a, l, temperature=0.01, denominator=denominator))
-  value, grads = jax.value_and_grad(total, argnums=(0, 1))(anchors, latents)
+    return jnp.sum(losses.contrastive_log_prob(a, l, temperature=0.01, denominator=denominator,
+                                               block_size=block_size))
+  value, grads = jax.jit(jax.value_and_grad(total, argnums=(0, 1)))(anchors, latents)
   assert np.isfinite(value)
   assert all(np.all(np.isfinite(g)) for g in grads)
-  infonce_grads = jax.grad(lambda a: losses.infonce_loss(a, latents, temperature=0.01))(anchors)
+  infonce_grads = jax.jit(jax.grad(lambda a: losses.infonce_loss(
+      a, latents, temperature=0.01, block_size=block_size)))(anchors)
   assert np.all(np.isfinite(infonce_grads))
 
 
