@@ -6,8 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmim_jax import objectives, sharding, training
+from cmim_jax import config_validation, objectives, sharding, training
 from cmim_jax.data import mnist
+from cmim_jax.errors import ConfigError
 from cmim_jax.tasks import images as image_tasks
 from tests.conftest import make_synthetic_digits
 from experiments.configs import mnist as mnist_config
@@ -97,3 +98,11 @@ def test_train_step_on_8_devices_gathers_latents_and_equals_1_device_dense():
     np.testing.assert_allclose(metrics_8[name], metrics_1[name], rtol=1e-5, atol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
                params_8.params, params_1.params)
+
+
+def test_config_validation_rejects_a_negative_block_size():
+  config = _config("cmim", 0)
+  config_validation.validate(config, num_devices=8)
+  config.loss.block_size = -2
+  with pytest.raises(ConfigError, match=r"loss.block_size=-2: must be an integer >= 0"):
+    config_validation.validate(config, num_devices=8)
