@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import time
 from typing import Any, Sequence
 
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 from jax.sharding import Mesh
 
 from cmim_jax import checkpointing, embedding_files, embeddings, errors, objectives, tasks
 from cmim_jax import sharding as sharding_lib
+from cmim_jax.data import mnist
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +95,8 @@ def load_trained(workdir: str | pathlib.Path, step: int | None = None,
     if data_dir:
       config.data.data_dir = data_dir
     method = objectives.get_method(config.loss.method)
-    task = tasks.build_task(config)
+    with mnist.brief_fallback_notice():
+      task = tasks.build_task(config)
     model = method.build_model(task, config)
     mesh = sharding_lib.make_data_mesh(devices)
     target = {"params": abstract_params(model, task.example_input, mesh)}
@@ -149,10 +153,13 @@ def write_embeddings(trained: Trained, out_dir: str | pathlib.Path,
   splits = tuple(splits or trained.task.embedding_splits)
   _check_splits(trained, splits)
   paths = {}
-  for split in splits:
+  for number, split in enumerate(splits, start=1):
+    start = time.perf_counter()
     arrays = embed_split(trained, split, batch_size)
     path = pathlib.Path(out_dir) / f"{split}.npz"
     if jax.process_index() == 0:
       embedding_files.save_npz(path, arrays)
     paths[split] = path
+    logging.info("Embedded split %d/%d (%s, %d examples) in %.1f s -> %s", number, len(splits),
+                 split, len(arrays["mean"]), time.perf_counter() - start, path)
   return paths

