@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from absl import logging
 
 from cmim_jax import embedding_files
+from cmim_jax.errors import MissingInputError
 from cmim_jax.probes import compare as compare_lib
 from cmim_jax.probes import evaluate, geometry, report
 
@@ -33,7 +34,7 @@ def load_embedding_files(embeddings_dir: str | pathlib.Path) -> dict[str, dict]:
   embeddings_dir = pathlib.Path(embeddings_dir)
   paths = sorted(embeddings_dir.glob("*.npz"))
   if not paths:
-    raise FileNotFoundError(
+    raise MissingInputError(
         f"No embedding files (*.npz) in {embeddings_dir}; run `python -m experiments.embed "
         f"--workdir=<run dir>` first.")
   return {path.stem: embedding_files.load_npz(path) for path in paths}
@@ -80,7 +81,7 @@ def _file_name(run: str) -> str:
 def _load_probe_results(run_dir: pathlib.Path) -> dict[str, Any]:
   path = probe_dir(run_dir) / RESULTS_JSON
   if not path.is_file():
-    raise FileNotFoundError(f"{path} does not exist; run `python -m experiments.probe "
+    raise MissingInputError(f"{path} does not exist; run `python -m experiments.probe "
                             f"--workdir={run_dir}` first.")
   return json.loads(path.read_text(encoding="utf-8"))
 

@@ -13,7 +13,7 @@ One override each switches the method and the architecture, everything else (dat
 optimiser) staying the same:
   --config.loss.method=infonce --config.model.encoder=perceiver
 The summary (summary.json) reports test reconstruction loss (absent for the encoder-only infonce)
-and KNN-5 accuracy of the mean encoding; README.md quotes the figures of a recorded run.
+and KNN-5 accuracy of the mean encoding; benchmarks/RESULTS.md records a run's time and figures.
 
 Parameters of the defaults below (28x28x1 inputs, latent_dim 16), encoder + decoder:
   mlp 680,992 + 673,552 = 1,354,544;  conv 830,112 + 72,065 = 902,177;
