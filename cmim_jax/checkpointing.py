@@ -34,16 +34,19 @@ MANIFEST = "manifest.sha256.json"
 class Checkpointer:
   """Saves and restores `{state, config}` under `directory`, keeping the newest `max_to_keep`."""
 
-  def __init__(self, directory: str | pathlib.Path, max_to_keep: int = 3):
+  def __init__(self, directory: str | pathlib.Path, max_to_keep: int = 3,
+               read_only: bool = False):
+    """`read_only`: for readers (embedding): Orbax creates, saves and deletes nothing."""
     self.directory = pathlib.Path(directory).absolute()
-    self._manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(
-            preservation_policy=checkpoint_managers.LatestN(max_to_keep),
-            cleanup_tmp_directories=True),
-        item_names=("state", "config"))
+    options = (ocp.CheckpointManagerOptions(read_only=True) if read_only else
+               ocp.CheckpointManagerOptions(
+                   preservation_policy=checkpoint_managers.LatestN(max_to_keep),
+                   cleanup_tmp_directories=True))
+    self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                          item_names=("state", "config"))
     self._unmanifested: list[int] = []  # Saved here, manifest not written yet.
     self._verified: set[int] = set()
+    self._unverifiable: set[int] = set()  # Steps written before manifests existed.
 
   @property
   def damaged_directory(self) -> pathlib.Path:
@@ -82,9 +85,8 @@ class Checkpointer:
     """Restores the state at `step` (default: latest) into the structure and shardings of
     `abstract_state` (a pytree of `jax.ShapeDtypeStruct`, e.g. from `jax.eval_shape`); without
     one, as saved (nested dicts of arrays)."""
-    restored = self._manager.restore(self._usable_step(step), args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state)))
-    return restored["state"]
+    return self._restore(step, ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state)))["state"]
 
   def restore_partial_state(self, abstract_subtree: Any, step: int | None = None) -> Any:
     """Restores only the leaves of the saved state named in `abstract_subtree`.
@@ -93,17 +95,26 @@ class Checkpointer:
     reader (embedding extraction) needs neither the optimiser nor the device count of training:
     the leaves get the shardings of `abstract_subtree`.
     """
-    restored = self._manager.restore(self._usable_step(step), args=ocp.args.Composite(
-        state=ocp.args.PyTreeRestore(
-            item=abstract_subtree,
-            restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_subtree),
-            partial_restore=True)))
-    return restored["state"]
+    return self._restore(step, ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=abstract_subtree,
+        restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_subtree),
+        partial_restore=True)))["state"]
 
   def restore_config(self, step: int | None = None) -> ml_collections.ConfigDict:
-    restored = self._manager.restore(self._usable_step(step),
-                                     args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    restored = self._restore(step, ocp.args.Composite(config=ocp.args.JsonRestore()))
     return ml_collections.ConfigDict(restored["config"])
+
+  def _restore(self, step: int | None, args: ocp.args.Composite) -> Any:
+    step = self._usable_step(step)
+    try:
+      return self._manager.restore(step, args=args)
+    except (KeyError, OSError, ValueError) as e:
+      if step not in self._unverifiable:
+        raise
+      raise CheckpointError(
+          f"The checkpoint {self.directory / str(step)} (written without a manifest) cannot be "
+          f"read ({type(e).__name__}: {e}); move it out of {self.directory} to use an older "
+          "step.") from e
 
   def wait_until_finished(self) -> None:
     """Waits for the pending save, then writes its manifest."""
@@ -147,6 +158,7 @@ class Checkpointer:
     else:
       logging.warning("Checkpoint %s has no %s (written by an older version): restoring it "
                       "without verifying its files.", step_dir, MANIFEST)
+      self._unverifiable.add(step)
       problem = None
     if problem is None:
       self._verified.add(step)

@@ -80,9 +80,9 @@ def load_trained(workdir: str | pathlib.Path, step: int | None = None,
   no_checkpoint = errors.MissingInputError(
       f"No checkpoint in {checkpoint_dir}; train first with `python -m experiments.main "
       f"--config=... --workdir={workdir}`, or pass the workdir of a trained run.")
-  if not checkpoint_dir.is_dir():
+  if not checkpoint_dir.is_dir() or not any(p.name.isdigit() for p in checkpoint_dir.iterdir()):
     raise no_checkpoint
-  checkpointer = checkpointing.Checkpointer(checkpoint_dir)
+  checkpointer = checkpointing.Checkpointer(checkpoint_dir, read_only=True)
   try:
     if not checkpointer.all_steps():
       raise no_checkpoint

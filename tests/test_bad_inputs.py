@@ -20,7 +20,8 @@ import jax
 import numpy as np
 import pytest
 
-from cmim_jax import checkpointing, config_validation, embed, embedding_files, errors, training
+from cmim_jax import (checkpointing, config_validation, embed, embedding_files, errors, tasks,
+                      training)
 from cmim_jax.data import idx, mnist, molecules
 from experiments.configs import fashion_mnist as fashion_config
 from experiments.configs import mnist as mnist_config
@@ -226,7 +227,7 @@ def test_corrupt_gzip_corpus_is_named(tmp_path):
     molecules.read_smiles_file(path, "SMILES")
 
 
-def test_corpus_rows_are_skipped_per_cause_and_counted_in_the_summary(tmp_path):
+def test_corpus_rows_are_skipped_and_counted_per_cause(tmp_path):
   rows = ["CCO", "c1ccccc1", "CCN", "CC(=O)O", "ClCCBr", "CCCC", "CCCl", "c1ccncc1"] * 4
   lines = b"SMILES,name\n" + b"".join(f"{s},x\n".encode() for s in rows)
   lines += b",no smiles\nC1CC,unclosed ring\nC\xe9C,latin-1\nCC$C,no token\n" + b"C" * 80 + b",long\n"
@@ -234,18 +235,21 @@ def test_corpus_rows_are_skipped_per_cause_and_counted_in_the_summary(tmp_path):
   config = molecules_config.get_config("quick")
   config.data.corpus_path = str(tmp_path / "corpus.csv")
   config.data.num_test_molecules = 4
-  config.data.batch_size = 8
-  config.model.width, config.model.num_heads = 16, 2
-  config.model.encoder_layers = config.model.decoder_layers = 1
-  config.train.num_steps, config.train.log_every_steps, config.checkpoint.every_steps = 1, 1, 1
-  config.eval.at_end = False  # The counts are in the summary all the same.
-  summary = training.train_and_evaluate(config, tmp_path / "run")
-  rows_summary = summary["input_rows"]
-  assert rows_summary["file_rows_skipped"] == {"not_utf8": 1, "no_smiles": 1}
-  counts = {k: rows_summary["train"][k] + rows_summary["test"][k]
-            for k in ("invalid", "untokenizable", "too_long")}
-  assert counts == {"invalid": 2, "untokenizable": 0, "too_long": 1}  # RDKit rejects CC$C first.
-  assert json.loads((tmp_path / "run" / "summary.json").read_text())["input_rows"] == rows_summary
+  input_rows = tasks.build_task(config).input_rows
+  assert input_rows["file_rows_skipped"] == {"not_utf8": 1, "no_smiles": 1}
+  counts = {k: input_rows["train"][k] + input_rows["test"][k]
+            for k in ("read", "kept", "invalid", "untokenizable", "too_long")}
+  # RDKit rejects C1CC and CC$C before the tokenizer sees them; 80 carbons exceed max_length.
+  assert counts == {"read": 35, "kept": 32, "invalid": 2, "untokenizable": 0, "too_long": 1}
+
+
+def test_the_task_s_row_counts_are_in_the_summary(run_copy, monkeypatch):
+  workdir, config = run_copy
+  counts = {"train": {"read": 9, "kept": 7, "invalid": 2}}
+  monkeypatch.setattr(tasks.images.ImageTask, "input_rows", counts)
+  summary = training.train_and_evaluate(config, workdir)  # Finished: evaluates only.
+  assert summary["input_rows"] == counts
+  assert json.loads((workdir / "summary.json").read_text())["input_rows"] == counts
 
 
 @pytest.mark.parametrize("content, message", [
