@@ -138,7 +138,9 @@ def test_run_probes_on_train_test_files():
   results = report["results"]
   assert set(results) == {"knn5_cosine", "random_forest"}
   # The mean embedding carries the classes; the "informative" one here is pure noise.
-  assert results["knn5_cosine"]["mean"]["accuracy"] == {"mean": 1.0, "std": 0.0, "n": 1}
+  assert results["knn5_cosine"]["mean"]["accuracy"] == {"mean": 1.0, "std": 0.0, "n": 1,
+                                                        "train_rows": [100], "seeds": [0]}
+  assert results["random_forest"]["mean"]["accuracy"]["seeds"] == [0, 1]
   assert results["knn5_cosine"]["informative"]["accuracy"]["mean"] < 0.7
   assert results["random_forest"]["mean"]["accuracy"]["n"] == 2
   assert report["info"]["evaluations"] == [
