@@ -85,7 +85,7 @@ def validation_split(y: np.ndarray, fraction: float, seed: int,
   return np.sort(fit), np.sort(valid)
 
 
-# -- softmax regression -----------------------------------------------------------------------------
+# -- softmax regression ----------------------------------------------------------------------------
 
 
 def softmax_objective(params: dict[str, jax.Array], x: jax.Array, labels: jax.Array,
@@ -180,7 +180,7 @@ def fit_predict_classes(x_train: np.ndarray, y_train: np.ndarray, x_test: np.nda
                      "validation_accuracy": float(accuracy[best])}
 
 
-# -- ridge regression -------------------------------------------------------------------------------
+# -- ridge regression ------------------------------------------------------------------------------
 
 
 @jax.jit

@@ -63,15 +63,17 @@ def probe_markdown(report: Mapping) -> str:
   title = " ".join(f"{key} {info[key]}" for key in ("method", "data_name") if key in info)
   lines = [f"# Probe results{': ' + title if title else ''}"
            f"{' (checkpoint step ' + str(info['step']) + ')' if 'step' in info else ''}", ""]
+  subsampled = [name for name, probe in info["probes"].items() if not probe.get("all_rows")]
   for evaluation in info["evaluations"]:
     where = ("the train split, scored on the test split" if evaluation["family"] is None else
              f"train+valid of split scheme family {evaluation['family']!r}, scored on its test")
-    sampled = (f" (a fixed subsample of {evaluation['train_rows']}: seed 0"
-               f"{', stratified by label' if info['kind'] == 'classification' else ''}; "
-               f"max_train={settings['max_train']})"
-               if evaluation["fitted_rows"] < evaluation["train_rows"] else "")
-    lines.append(f"- Fitted on {evaluation['fitted_rows']} rows of {where} "
+    stratified = ", stratified by label" if info["kind"] == "classification" else ""
+    sampled = (f"; {', '.join(subsampled)} on a fixed subsample of {evaluation['fitted_rows']} "
+               f"rows (seed 0{stratified}; max_train={settings['max_train']})"
+               if subsampled and evaluation["fitted_rows"] < evaluation["train_rows"] else "")
+    lines.append(f"- Fitted on the {evaluation['train_rows']} rows of {where} "
                  f"({evaluation['test_rows']} rows){sampled}.")
+
   def grids(selection):
     return [f"{name} {', '.join(f'{k} in {v}' for k, v in probe['grid'].items())}"
             for name, probe in info["probes"].items()

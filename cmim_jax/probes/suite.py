@@ -1,14 +1,14 @@
 """The probe suite: models fitted on frozen embeddings, and their metrics.
 
 `linear` (softmax regression for classes, ridge for targets) is JAX, fitted full-batch on every
-training row with its weight decay chosen on a validation split of them (`probes.linear`); the
-others are scikit-learn. Every probe standardises the features with statistics of the training rows it is fitted on (inside
-each cross-validation fold too). Hyper-parameters listed in a probe's `grid` are chosen by K-fold
-cross-validation on the training rows only (stratified for classification); the test rows are
-never seen before scoring (`linear` chooses on a held-out 10% of the training rows instead).
-Regression probes also standardise the targets on the training rows and
-predict in the original units. Stochastic probes take the seed as their `random_state` (and as the
-fold shuffling seed); the deterministic ones are fitted once.
+training row with its weight decay chosen on a held-out 10% of them (`probes.linear`); the others
+are scikit-learn. Every probe standardises the features with statistics of the training rows it is
+fitted on (inside each cross-validation fold too). The scikit-learn probes choose the
+hyper-parameters listed in their `grid` by K-fold cross-validation on the training rows only
+(stratified for classification); the test rows are never seen before scoring. Regression probes
+also standardise the targets on the training rows and predict in the original units. Stochastic
+probes take the seed as their `random_state` (and as the fold shuffling seed); the deterministic
+ones are fitted once.
 """
 
 from __future__ import annotations
