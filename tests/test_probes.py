@@ -1,5 +1,6 @@
 """Probe suite, z-score / rank maths, geometry diagnostics and embedding files: synthetic data."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -364,6 +365,8 @@ def test_controls_are_probed_and_compared_beside_the_embeddings():
   assert list(report["results"]["knn5_cosine"]) == [
       "mean", "informative", "raw", "pca", "random_expansion"]
   assert report["info"]["controls"] == ["raw", "pca", "random_expansion"]
+  learned = evaluate.run_probes(_files_with_raw(), dataclasses.replace(settings, controls=False))
+  assert list(learned["results"]["knn5_cosine"]) == ["mean", "informative"]
   other = evaluate.run_probes(_files_with_raw(noise_seed=1), settings)
   learned_only = {run: {p: {e: v for e, v in by_e.items() if e not in controls.CONTROLS}
                         for p, by_e in r["results"].items()}

@@ -47,7 +47,9 @@ class ProbeSettings:
     num_seeds: repetitions of stochastic probes (seeds 0 .. num_seeds - 1).
     cv_folds: folds of the cross-validation that chooses hyper-parameters on the training rows.
     probes: names of the probes to run; None = every probe of the task's kind.
-    embeddings: which embeddings to probe; None = every one in the files and every control.
+    embeddings: which embeddings to probe; None = every one in the files (and every control,
+      when `controls`).
+    controls: whether `embeddings=None` includes the controls (raw, pca, random_expansion).
   """
 
   max_train: int | None = 10000
@@ -55,6 +57,7 @@ class ProbeSettings:
   cv_folds: int = 3
   probes: Sequence[str] | None = None
   embeddings: Sequence[str] | None = None
+  controls: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,7 +227,9 @@ def run_probes(files: Mapping[str, Mapping[str, np.ndarray]],
   kind = suite.CLASSIFICATION if embedding_files.LABELS in annotations else suite.REGRESSION
   y = next(iter(annotations.values()))
   probes = suite.select_probes(kind, settings.probes)
-  if evaluations[0].family is None:  # Train/test: the controls' statistics come from train.
+  if settings.embeddings is None and not settings.controls:
+    features = {k: v for k, v in features.items() if k not in controls.CONTROLS}
+  elif evaluations[0].family is None:  # Train/test: the controls' statistics come from train.
     features = controls.add_controls(features, evaluations[0].train_rows, settings.embeddings)
   names = list(settings.embeddings or features)
   missing = [name for name in names if name not in features]
