@@ -46,7 +46,7 @@ class ProbeSettings:
       None or 0 = all rows.
     num_seeds: repetitions of stochastic probes (seeds 0 .. num_seeds - 1).
     cv_folds: folds of the cross-validation that chooses hyper-parameters on the training rows.
-    probes: names of the probes to run; None = every probe of the task's kind.
+    probes: names of the probes to run; None = the default probes of the task's kind.
     embeddings: which embeddings to probe; None = every one in the files (and every control,
       when `controls`).
     controls: whether `embeddings=None` includes the controls (raw, pca, random_expansion).
