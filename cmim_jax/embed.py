@@ -135,10 +135,13 @@ def _check_splits(trained: Trained, splits: Sequence[str]) -> None:
 
 def embed_split(trained: Trained, split: str,
                 batch_size: int | None = None) -> dict[str, np.ndarray]:
-  """The contents of one embedding file (see `cmim_jax.embedding_files`) for the task's `split`."""
+  """The contents of one embedding file (see `cmim_jax.embedding_files`) for the task's `split`:
+  the embeddings, "raw" (the flattened inputs) when the task's inputs are features, annotations."""
   _check_splits(trained, [split])
   inputs, annotations = trained.task.embedding_inputs(split)
-  return dict(embed_arrays(trained, inputs, batch_size), **annotations,
+  raw = ({"raw": np.asarray(inputs, np.float32).reshape(len(inputs), -1)}
+         if trained.task.raw_inputs_are_features else {})
+  return dict(embed_arrays(trained, inputs, batch_size), **raw, **annotations,
               step=np.int64(trained.step), data_name=np.str_(trained.config.data.name),
               method=np.str_(trained.config.loss.method))
 

@@ -3,6 +3,8 @@
 Layout of `<workdir>/embeddings/<split>.npz` (N = examples):
   mean         float32 [N, D]  encoder mean mu(x)
   informative  float32 [N, H]  decoder hidden state at z = mu(x) (absent for decoder-less methods)
+  raw          float32 [N, P]  image tasks: the inputs, flattened, pixels in [0, 1] (the probes'
+                               raw-input and PCA baselines, `cmim_jax.probes.controls`)
   labels       int [N]         classification tasks, or
   targets      float [N, T]    regression tasks
   split_<s>    int8 [N]        optional split schemes (0 train, 1 valid, 2 test) of data sets
@@ -27,7 +29,7 @@ import numpy as np
 
 from cmim_jax.errors import DataError, MissingInputError
 
-EMBEDDING_KEYS = ("mean", "informative", "ecfp4")  # Feature sets the probes score.
+EMBEDDING_KEYS = ("mean", "informative", "ecfp4", "raw")  # Feature sets the probes score.
 LABELS = "labels"
 TARGETS = "targets"
 SPLIT_PREFIX = "split_"

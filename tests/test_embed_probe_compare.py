@@ -46,6 +46,7 @@ def test_embed_probe_compare_end_to_end(trained_runs, tmp_path):
   test = embedding_files.load_npz(cmim_dir / "embeddings" / "test.npz")  # allow_pickle=False
   assert test["mean"].shape == (128, 8) and test["informative"].shape == (128, 64)
   assert test["labels"].shape == (128,) and int(test["step"]) == 6
+  assert test["raw"].shape == (128, 784) and 0.0 <= test["raw"].min() <= test["raw"].max() <= 1.0
   assert str(test["data_name"]) == "mnist" and str(test["method"]) == "cmim"
 
   # The Python API gives the same arrays without files.
@@ -60,7 +61,8 @@ def test_embed_probe_compare_end_to_end(trained_runs, tmp_path):
     run_cli("experiments.probe", f"--workdir={run_dir}", *probe_args)
   report = json.loads((cmim_dir / "probe" / "results.json").read_text())
   assert set(report["results"]) == {"knn5_cosine", "mlp"}
-  assert set(report["results"]["mlp"]) == {"mean", "informative"}
+  assert set(report["results"]["mlp"]) == {"mean", "informative", "raw", "pca",
+                                           "random_expansion"}  # Embeddings and controls.
   assert report["results"]["mlp"]["mean"]["accuracy"]["n"] == 2
   assert report["results"]["knn5_cosine"]["mean"]["accuracy"]["mean"] > 0.5  # Chance is 0.1.
   assert report["info"]["evaluations"][0]["fitted_rows"] == 256
@@ -72,6 +74,7 @@ def test_embed_probe_compare_end_to_end(trained_runs, tmp_path):
   content = json.loads((out / "compare.json").read_text())
   assert set(content["per_run"]) == {"cmim", "vae"}
   assert len(content["entries"]) == 4 and len(content["criteria"]) == 2
+  assert [control for _, control in content["controls"]] == ["raw", "pca", "random_expansion"] * 2
   z = np.array(content["z"])
   np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-9)  # Centred per criterion.
   assert set(content["geometry"]["cmim"]) >= {"cosine", "within_class", "across_class", "radius"}

@@ -1,12 +1,13 @@
 """Probe suite, z-score / rank maths, geometry diagnostics and embedding files: synthetic data."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from cmim_jax import embedding_files
-from cmim_jax.probes import compare, evaluate, geometry, suite
+from cmim_jax import embedding_files, errors
+from cmim_jax.probes import compare, controls, evaluate, geometry, suite, workflows
 
 
 def blobs(num: int, seed: int, separation: float = 12.0, num_classes: int = 3, dim: int = 6):
@@ -79,7 +80,7 @@ def test_score_by_hand():
                      np.array([0, 1, 1, 2]))["accuracy"] == 0.75
 
 
-@pytest.mark.parametrize("probe_name", ["logistic_regression", "linear_svm"])
+@pytest.mark.parametrize("probe_name", ["logistic_regression", "linear_svm", "linear"])
 def test_hyper_parameters_are_chosen_on_train_only(probe_name):
   probe = suite.select_probes(suite.CLASSIFICATION, [probe_name])[0]
   x_train, y_train = blobs(150, seed=0, separation=2.0)
@@ -87,7 +88,8 @@ def test_hyper_parameters_are_chosen_on_train_only(probe_name):
   honest = suite.fit_and_score(probe, 0, x_train, y_train, x_test, y_test)
   scrambled = suite.fit_and_score(probe, 0, x_train, y_train, -x_test[::-1], y_test)
   assert honest.chosen == scrambled.chosen
-  assert honest.chosen["C"] in probe.grid["C"]
+  assert set(honest.chosen) == set(probe.grid)
+  assert all(value in probe.grid[name] for name, value in honest.chosen.items())
 
 
 def test_features_are_standardised_inside_the_probe():
@@ -138,7 +140,9 @@ def test_run_probes_on_train_test_files():
   results = report["results"]
   assert set(results) == {"knn5_cosine", "random_forest"}
   # The mean embedding carries the classes; the "informative" one here is pure noise.
-  assert results["knn5_cosine"]["mean"]["accuracy"] == {"mean": 1.0, "std": 0.0, "n": 1}
+  assert results["knn5_cosine"]["mean"]["accuracy"] == {"mean": 1.0, "std": 0.0, "n": 1,
+                                                        "train_rows": [100], "seeds": [0]}
+  assert results["random_forest"]["mean"]["accuracy"]["seeds"] == [0, 1]
   assert results["knn5_cosine"]["informative"]["accuracy"]["mean"] < 0.7
   assert results["random_forest"]["mean"]["accuracy"]["n"] == 2
   assert report["info"]["evaluations"] == [
@@ -320,3 +324,107 @@ def test_ecfp4_baseline_features_are_probed_like_an_embedding():
       evaluate.ProbeSettings(probes=["ridge"]))
   rmse = report["results"]["ridge"]["ecfp4"]["rmse@random"]["mean"]
   assert rmse < 0.1 * np.std(targets)
+
+
+# -- controls, partial results, bad inputs --------------------------------------------------------
+
+
+def test_controls_have_the_widths_of_the_embeddings_they_control():
+  rng = np.random.default_rng(0)
+  features = {"raw": rng.uniform(size=(50, 30)), "mean": rng.normal(size=(50, 4)),
+              "informative": rng.normal(size=(50, 12))}
+  fit_rows = np.arange(40)
+  out = controls.add_controls(features, fit_rows)
+  assert out["pca"].shape == (50, 4) and out["random_expansion"].shape == (50, 12)
+  assert out["pca"].dtype == out["random_expansion"].dtype == np.float32
+  np.testing.assert_array_equal(out["random_expansion"],
+                                controls.add_controls(features, fit_rows)["random_expansion"])
+  # PCA: fitted on the training rows only (changing the others moves none of their projections),
+  # and it spans the same subspace as scikit-learn's.
+  moved = dict(features, raw=np.concatenate([features["raw"][:40], 9.0 + features["raw"][40:]]))
+  np.testing.assert_allclose(controls.add_controls(moved, fit_rows)["pca"][:40], out["pca"][:40],
+                             rtol=1e-5, atol=1e-6)
+  from sklearn.decomposition import PCA  # pylint: disable=g-import-not-at-top
+  reference = PCA(4).fit(features["raw"][:40]).transform(features["raw"])
+  np.testing.assert_allclose(np.abs(out["pca"]), np.abs(reference), rtol=1e-4, atol=1e-5)
+  assert set(controls.add_controls(features, fit_rows, wanted=["mean"])) == set(features)
+  assert "pca" not in controls.add_controls({"mean": features["mean"]}, fit_rows)
+
+
+def _files_with_raw(noise_seed: int = 0):
+  files = _classification_files()
+  rng = np.random.default_rng(noise_seed)
+  for split in files.values():
+    split["raw"] = np.concatenate([split["mean"], rng.uniform(size=(len(split["mean"]), 10))], 1)
+  return files
+
+
+def test_controls_are_probed_and_compared_beside_the_embeddings():
+  settings = evaluate.ProbeSettings(probes=("knn5_cosine",))
+  report = evaluate.run_probes(_files_with_raw(), settings)
+  assert list(report["results"]["knn5_cosine"]) == [
+      "mean", "informative", "raw", "pca", "random_expansion"]
+  assert report["info"]["controls"] == ["raw", "pca", "random_expansion"]
+  learned = evaluate.run_probes(_files_with_raw(), dataclasses.replace(settings, controls=False))
+  assert list(learned["results"]["knn5_cosine"]) == ["mean", "informative"]
+  other = evaluate.run_probes(_files_with_raw(noise_seed=1), settings)
+  learned_only = {run: {p: {e: v for e, v in by_e.items() if e not in controls.CONTROLS}
+                        for p, by_e in r["results"].items()}
+                  for run, r in (("a", report), ("b", other))}
+  with_controls = compare.build_table({"a": report["results"], "b": other["results"]})
+  assert with_controls.entries == [("a", "mean"), ("a", "informative"), ("b", "mean"),
+                                   ("b", "informative")]
+  assert [e for _, e in with_controls.controls] == ["raw", "pca", "random_expansion"] * 2
+  result = compare.compare(with_controls)
+  plain = compare.compare(compare.build_table(learned_only))
+  np.testing.assert_array_equal(result["z"], plain["z"])  # Controls change no entry's z-score.
+  assert result["control_z"].shape == (6, 1)
+
+
+def test_bad_inputs_raise_data_errors():
+  files = _classification_files()
+  files["test"]["mean"] = files["test"]["mean"][:-1]
+  with pytest.raises(errors.DataError, match="'mean' has shape"):
+    evaluate.run_probes(files)
+  x, y = blobs(30, seed=0)
+  probe = suite.select_probes(suite.CLASSIFICATION, ["linear"])[0]
+  broken = x.copy()
+  broken[3, 1] = np.nan
+  with pytest.raises(errors.DataError, match="1 of 30 train feature rows hold NaN"):
+    suite.fit_and_score(probe, 0, broken, y, x, y)
+  with pytest.raises(errors.DataError, match="29 train labels"):
+    suite.fit_and_score(probe, 0, x, y[:29], x, y)
+
+
+def _write_files(folder, files):
+  for split, arrays in files.items():
+    embedding_files.save_npz(folder / f"{split}.npz", arrays)
+
+
+def test_finished_probes_are_saved_at_once_and_reused_by_a_rerun(tmp_path):
+  _write_files(tmp_path / "embeddings", _classification_files())
+  out = tmp_path / "probe"
+  settings = evaluate.ProbeSettings(probes=("knn5_cosine", "linear"), embeddings=("mean",))
+  first = workflows.probe_run(tmp_path / "embeddings", out, settings)
+  parts = sorted(p.name for p in (out / workflows.PARTIAL_DIR).iterdir())
+  assert parts == ["knn5_cosine__mean.json", "linear__mean.json"]  # No temporary file left.
+  assert first["reused"] == []
+  assert first["results"]["linear"]["mean"]["accuracy"]["train_rows"] == [120]  # All rows.
+  stamps = {p: p.stat().st_mtime_ns for p in (out / workflows.PARTIAL_DIR).iterdir()}
+
+  second = workflows.probe_run(tmp_path / "embeddings", out, settings)
+  assert second["reused"] == [["knn5_cosine", "mean"], ["linear", "mean"]]
+  assert second["results"] == first["results"]
+  assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # Not rewritten.
+  assert "Reused from an earlier run" in (out / workflows.RESULTS_MD).read_text()
+
+  # A truncated file (a partial write of some other tool) and a stale one are not trusted.
+  knn = out / workflows.PARTIAL_DIR / "knn5_cosine__mean.json"
+  knn.write_text(knn.read_text()[:20])
+  files = _classification_files()
+  files["train"]["labels"] = files["train"]["labels"][::-1].copy()
+  _write_files(tmp_path / "embeddings", files)
+  third = workflows.probe_run(tmp_path / "embeddings", out, settings)
+  assert third["reused"] == []
+  assert third["results"]["linear"]["mean"] != first["results"]["linear"]["mean"]
+  json.loads(knn.read_text())  # Whole again.

@@ -1,7 +1,11 @@
-"""Probes of frozen embeddings and the z-score / rank comparison of runs (scikit-learn, no JAX).
+"""Probes of frozen embeddings and the z-score / rank comparison of runs.
 
-  suite      the probes (KNN, logistic regression, MLP, linear SVM, random forest; KNN, ridge, RBF
-             SVR, MLP, random forest for regression) and their metrics
+  suite      the probes (KNN, linear, MLP, random forest, and selectable logistic regression and
+             linear SVM; KNN, linear, RBF SVR, MLP, random forest and selectable ridge for
+             regression) and their metrics
+  linear     the JAX `linear` probe: softmax / ridge regression on all training rows
+  controls   baselines derived from the files: PCA of the raw inputs, a random expansion of mu
+  partial    one result file per finished (probe, embedding), reused by a rerun
   evaluate   runs the suite on a run's embedding files (train/test, or split schemes)
   compare    z-scores and ranks across runs and embeddings
   geometry   radii, pairwise angles and cosine similarities of mean encodings

@@ -8,22 +8,32 @@ Two layouts are understood (see `cmim_jax.embedding_files`):
     only by a trailing number form a family (split_random0..2 -> "random"); each metric is reported
     per family as "<metric>@<family>", pooling every scheme and seed of the family.
 
-Results: {probe: {embedding: {metric: {"mean", "std", "n"}}}}, where n counts the fits pooled
-(seeds x schemes) and std is their population standard deviation (0 when n = 1).
+Results: {probe: {embedding: {metric: {"mean", "std", "n", "train_rows", "seeds"}}}}, where n
+counts the fits pooled (seeds x schemes), std is their population standard deviation (0 when
+n = 1), train_rows lists the rows each evaluation fitted on and seeds the seeds used.
+
+Besides the embeddings in the files, the train/test layout gets the controls of
+`probes.controls` (PCA of the raw inputs, a random expansion of the mean encoding). Each
+(probe, embedding) is logged when it starts and ends, and, given a `partial.PartialResults`,
+saved as soon as it is done and reused by a rerun on the same inputs.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
+import hashlib
+import json
 import re
+import time
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from absl import logging
 from sklearn.model_selection import train_test_split
 
 from cmim_jax import embedding_files
-from cmim_jax.probes import suite
+from cmim_jax.errors import DataError
+from cmim_jax.probes import controls, partial, suite
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,11 +42,14 @@ class ProbeSettings:
 
   Attributes:
     max_train: fit on at most this many training rows, a fixed subsample (seed 0; stratified by
-      label for classification) shared by every probe; None or 0 = all rows.
+      label for classification) shared by every probe except those with `all_rows` (`linear`);
+      None or 0 = all rows.
     num_seeds: repetitions of stochastic probes (seeds 0 .. num_seeds - 1).
     cv_folds: folds of the cross-validation that chooses hyper-parameters on the training rows.
-    probes: names of the probes to run; None = every probe of the task's kind.
-    embeddings: which embeddings to probe; None = every one in the files.
+    probes: names of the probes to run; None = the default probes of the task's kind.
+    embeddings: which embeddings to probe; None = every one in the files (and every control,
+      when `controls`).
+    controls: whether `embeddings=None` includes the controls (raw, pca, random_expansion).
   """
 
   max_train: int | None = 10000
@@ -44,6 +57,7 @@ class ProbeSettings:
   cv_folds: int = 3
   probes: Sequence[str] | None = None
   embeddings: Sequence[str] | None = None
+  controls: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +103,14 @@ def _check_consistent(files: Mapping[str, Mapping[str, np.ndarray]]) -> None:
                        "from one checkpoint with `python -m experiments.embed`.")
 
 
+def _check_rows(split: str, arrays: Mapping[str, np.ndarray], y_key: str) -> None:
+  rows = len(arrays[y_key])
+  for key in embedding_files.EMBEDDING_KEYS:
+    if key in arrays and (np.ndim(arrays[key]) != 2 or len(arrays[key]) != rows):
+      raise DataError(f"The {split} file's {key!r} has shape {np.shape(arrays[key])} but "
+                      f"{rows} {y_key}; re-embed with `python -m experiments.embed`.")
+
+
 def plan(files: Mapping[str, Mapping[str, np.ndarray]]
          ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[Evaluation]]:
   """Pools the split files into one table and lists the evaluations to run.
@@ -103,6 +125,8 @@ def plan(files: Mapping[str, Mapping[str, np.ndarray]]
     train, test = files["train"], files["test"]
     kind = task_kind(train)
     y_key = embedding_files.LABELS if kind == suite.CLASSIFICATION else embedding_files.TARGETS
+    _check_rows("train", train, y_key)
+    _check_rows("test", test, y_key)
     names = [k for k in embedding_files.EMBEDDING_KEYS if k in train and k in test]
     features = {k: np.concatenate([train[k], test[k]]) for k in names}
     annotations = {y_key: np.concatenate([train[y_key], test[y_key]])}
@@ -113,6 +137,7 @@ def plan(files: Mapping[str, Mapping[str, np.ndarray]]
     arrays = files["all"]
     kind = task_kind(arrays)
     y_key = embedding_files.LABELS if kind == suite.CLASSIFICATION else embedding_files.TARGETS
+    _check_rows("all", arrays, y_key)
     schemes = embedding_files.split_schemes(arrays)
     if not schemes:
       raise ValueError("all.npz has no split_<scheme> arrays, so there is no test set; the task "
@@ -131,69 +156,131 @@ def plan(files: Mapping[str, Mapping[str, np.ndarray]]
                    "all (with split_* schemes). Run `python -m experiments.embed` first.")
 
 
-def _summary(values: Sequence[float]) -> dict[str, float]:
+def _summary(values: Sequence[float], train_rows: Sequence[int],
+             seeds: Sequence[int]) -> dict[str, Any]:
   values = np.asarray(values, np.float64)
-  return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": int(len(values))}
+  return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": int(len(values)),
+          "train_rows": [int(n) for n in train_rows], "seeds": [int(seed) for seed in seeds]}
+
+
+def fingerprint(probe: suite.Probe, settings: ProbeSettings, x: np.ndarray, y: np.ndarray,
+                fits: Sequence[tuple[Evaluation, np.ndarray]]) -> str:
+  """A hash of everything a (probe, embedding) result depends on: the probe and its grid, the
+  settings that affect it, the features [N, F], the labels/targets and the rows of every fit."""
+  digest = hashlib.blake2b(digest_size=16)
+  digest.update(json.dumps([probe.name, probe.kind, {k: list(v) for k, v in probe.grid.items()},
+                            settings.num_seeds if probe.stochastic else 1,
+                            settings.cv_folds if probe.selection == "cv" else None]).encode())
+  for array in (x, y, *(rows for fit in fits for rows in (fit[0].test_rows, fit[1]))):
+    array = np.ascontiguousarray(array)
+    digest.update(f"{array.dtype}{array.shape}".encode())
+    digest.update(array.data)
+  return digest.hexdigest()
+
+
+def fit_probe(probe: suite.Probe, x: np.ndarray, y: np.ndarray,
+              fits: Sequence[tuple[Evaluation, np.ndarray]],
+              settings: ProbeSettings) -> dict[str, Any]:
+  """Every fit of `probe` on features x [N, F] (each evaluation, each seed): a JSON-ready record
+  {"values": {metric label: [value per fit]}, "chosen": [...], "seconds", "train_rows", "seeds"}.
+  """
+  seeds = list(range(settings.num_seeds)) if probe.stochastic else [0]
+  record = {"values": {}, "chosen": [], "seconds": 0.0,
+            "train_rows": [int(len(rows)) for _, rows in fits], "seeds": seeds}
+  for evaluation, train_rows in fits:
+    for seed in seeds:
+      outcome = suite.fit_and_score(probe, seed, x[train_rows], y[train_rows],
+                                    x[evaluation.test_rows], y[evaluation.test_rows],
+                                    settings.cv_folds)
+      for metric, value in outcome.metrics.items():
+        label = metric if evaluation.family is None else f"{metric}@{evaluation.family}"
+        record["values"].setdefault(label, []).append(value)
+      if outcome.chosen:
+        record["chosen"].append(outcome.chosen)
+      record["seconds"] += outcome.seconds
+  return record
+
+
+def _headline(record: Mapping[str, Any]) -> str:
+  return ", ".join(f"{label} {np.mean(values):.4f}" for label, values in record["values"].items())
 
 
 def run_probes(files: Mapping[str, Mapping[str, np.ndarray]],
-               settings: ProbeSettings = ProbeSettings()) -> dict[str, Any]:
-  """Fits and scores every selected probe on every selected embedding.
+               settings: ProbeSettings = ProbeSettings(),
+               store: partial.PartialResults | None = None) -> dict[str, Any]:
+  """Fits and scores every selected probe on every selected embedding and control.
 
   Args:
     files: split name -> the arrays of its embedding file.
     settings: see `ProbeSettings`.
+    store: where each finished (probe, embedding) is saved at once, and found again by a rerun
+      on the same inputs (then not refitted); None = keep nothing.
 
   Returns:
-    {"results": {probe: {embedding: {metric: {mean, std, n}}}},
-     "chosen": {probe: {embedding: [hyper-parameters chosen by CV, one per fit]}},
+    {"results": {probe: {embedding: {metric: {mean, std, n, train_rows, seeds}}}},
+     "chosen": {probe: {embedding: [hyper-parameters chosen on train, one per fit]}},
      "seconds": {probe: {embedding: total fit + score wall time}},
+     "reused": [[probe, embedding] taken from `store`],
      "info": what was fitted on what (kind, layout, row counts, settings, checkpoint step, ...)}.
   """
   features, annotations, evaluations = plan(files)
   kind = suite.CLASSIFICATION if embedding_files.LABELS in annotations else suite.REGRESSION
   y = next(iter(annotations.values()))
   probes = suite.select_probes(kind, settings.probes)
+  if settings.embeddings is None and not settings.controls:
+    features = {k: v for k, v in features.items() if k not in controls.CONTROLS}
+  elif evaluations[0].family is None:  # Train/test: the controls' statistics come from train.
+    features = controls.add_controls(features, evaluations[0].train_rows, settings.embeddings)
   names = list(settings.embeddings or features)
   missing = [name for name in names if name not in features]
   if missing:
-    raise ValueError(f"No {missing} embeddings in the files (they hold {sorted(features)}).")
+    raise ValueError(f"No {missing} embeddings in the files or controls (available: "
+                     f"{sorted(features)}; pca needs raw inputs, which `experiments.embed` "
+                     "writes for image tasks).")
 
-  fits = [(evaluation, subsample(evaluation.train_rows, y, settings.max_train, kind))
-          for evaluation in evaluations]
-  values = collections.defaultdict(list)
-  chosen = collections.defaultdict(lambda: collections.defaultdict(list))
-  seconds = collections.defaultdict(lambda: collections.defaultdict(float))
-  for probe in probes:
-    seeds = range(settings.num_seeds) if probe.stochastic else (0,)
-    for name in names:
-      x = features[name]
-      for evaluation, train_rows in fits:
-        for seed in seeds:
-          outcome = suite.fit_and_score(probe, seed, x[train_rows], y[train_rows],
-                                        x[evaluation.test_rows], y[evaluation.test_rows],
-                                        settings.cv_folds)
-          for metric, value in outcome.metrics.items():
-            label = metric if evaluation.family is None else f"{metric}@{evaluation.family}"
-            values[probe.name, name, label].append(value)
-          if outcome.chosen:
-            chosen[probe.name][name].append(outcome.chosen)
-          seconds[probe.name][name] += outcome.seconds
+  subsampled = [(evaluation, subsample(evaluation.train_rows, y, settings.max_train, kind))
+                for evaluation in evaluations]
+  everything = [(evaluation, evaluation.train_rows) for evaluation in evaluations]
+  results, chosen, seconds, reused = {}, {}, {}, []
+  total = len(probes) * len(names)
+  for number, (probe, name) in enumerate(((p, n) for p in probes for n in names), start=1):
+    fits = everything if probe.all_rows else subsampled
+    key = fingerprint(probe, settings, features[name], y, fits) if store else None
+    record = store.load(probe.name, name, key) if store else None
+    if record is not None:
+      reused.append([probe.name, name])
+      logging.info("Probe %d/%d: %s on %s already done (%s); reusing %s.", number, total,
+                   probe.name, name, _headline(record), store.path(probe.name, name))
+    else:
+      logging.info("Probe %d/%d: fitting %s on %s (%s, %d training rows) ...", number, total,
+                   probe.name, name, "x".join(map(str, features[name].shape[1:])),
+                   len(fits[0][1]))
+      start = time.perf_counter()
+      record = fit_probe(probe, features[name], y, fits, settings)
+      logging.info("Probe %d/%d: %s on %s took %.1f s: %s.", number, total, probe.name, name,
+                   time.perf_counter() - start, _headline(record))
+      if store:
+        store.save(probe.name, name, key, record)
+    results.setdefault(probe.name, {})[name] = {
+        label: _summary(values, record["train_rows"], record["seeds"])
+        for label, values in record["values"].items()}
+    if record["chosen"]:
+      chosen.setdefault(probe.name, {})[name] = record["chosen"]
+    seconds.setdefault(probe.name, {})[name] = record["seconds"]
 
-  results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
-  for (probe_name, name, label), metric_values in values.items():
-    results.setdefault(probe_name, {}).setdefault(name, {})[label] = _summary(metric_values)
   first = next(iter(files.values()))
   info = {
       "kind": kind,
       "layout": "train/test" if evaluations[0].family is None else "split schemes",
       "evaluations": [{"family": e.family, "train_rows": int(len(e.train_rows)),
                        "fitted_rows": int(len(rows)), "test_rows": int(len(e.test_rows))}
-                      for e, rows in fits],
+                      for e, rows in subsampled],
       "settings": dataclasses.asdict(settings),
-      "probes": {p.name: {"stochastic": p.stochastic,
+      "probes": {p.name: {"stochastic": p.stochastic, "all_rows": p.all_rows,
+                          "selection": p.selection,
                           "grid": {k: list(v) for k, v in p.grid.items()}} for p in probes},
+      "controls": [name for name in names if name in controls.CONTROLS],
       **{key: first[key].item() for key in ("step", "data_name", "method") if key in first},
   }
-  return {"results": results, "chosen": {k: dict(v) for k, v in chosen.items()},
-          "seconds": {k: dict(v) for k, v in seconds.items()}, "info": info}
+  return {"results": results, "chosen": chosen, "seconds": seconds, "reused": reused,
+          "info": info}

@@ -63,37 +63,55 @@ def probe_markdown(report: Mapping) -> str:
   title = " ".join(f"{key} {info[key]}" for key in ("method", "data_name") if key in info)
   lines = [f"# Probe results{': ' + title if title else ''}"
            f"{' (checkpoint step ' + str(info['step']) + ')' if 'step' in info else ''}", ""]
+  subsampled = [name for name, probe in info["probes"].items() if not probe.get("all_rows")]
   for evaluation in info["evaluations"]:
     where = ("the train split, scored on the test split" if evaluation["family"] is None else
              f"train+valid of split scheme family {evaluation['family']!r}, scored on its test")
-    sampled = (f" (a fixed subsample of {evaluation['train_rows']}: seed 0"
-               f"{', stratified by label' if info['kind'] == 'classification' else ''}; "
-               f"max_train={settings['max_train']})"
-               if evaluation["fitted_rows"] < evaluation["train_rows"] else "")
-    lines.append(f"- Fitted on {evaluation['fitted_rows']} rows of {where} "
+    stratified = ", stratified by label" if info["kind"] == "classification" else ""
+    sampled = (f"; {', '.join(subsampled)} on a fixed subsample of {evaluation['fitted_rows']} "
+               f"rows (seed 0{stratified}; max_train={settings['max_train']})"
+               if subsampled and evaluation["fitted_rows"] < evaluation["train_rows"] else "")
+    lines.append(f"- Fitted on the {evaluation['train_rows']} rows of {where} "
                  f"({evaluation['test_rows']} rows){sampled}.")
-  grids = [f"{name} {', '.join(f'{k} in {v}' for k, v in probe['grid'].items())}"
-           for name, probe in info["probes"].items() if probe["grid"]]
+
+  def grids(selection):
+    return [f"{name} {', '.join(f'{k} in {v}' for k, v in probe['grid'].items())}"
+            for name, probe in info["probes"].items()
+            if probe["grid"] and probe.get("selection", "cv") == selection]
+
   stochastic = [name for name, probe in info["probes"].items() if probe["stochastic"]]
+  all_rows = [name for name, probe in info["probes"].items() if probe.get("all_rows")]
   lines += [
       "- Features standardised with the training rows' statistics (inside each CV fold too)"
       + ("; targets likewise, metrics in the original units." if info["kind"] == "regression"
          else "."),
       f"- Hyper-parameters chosen by {settings['cv_folds']}-fold cross-validation on the training "
-      f"rows only: {'; '.join(grids) if grids else 'none'}.",
+      f"rows only: {'; '.join(grids('cv')) or 'none'}; on a held-out 10% of the training rows "
+      f"(then refitted on all of them): {'; '.join(grids('validation split')) or 'none'}.",
       f"- Stochastic probes ({', '.join(stochastic) or 'none'}): mean ± std over "
-      f"{settings['num_seeds']} seeds; n counts the fits pooled (seeds x split schemes).",
+      f"{settings['num_seeds']} seeds; n counts the fits pooled (seeds x split schemes). Probes "
+      f"fitted on every training row whatever max_train: {', '.join(all_rows) or 'none'}.",
   ]
+  if info.get("controls"):
+    lines.append(f"- Controls ({', '.join(info['controls'])}): raw = the inputs, pca = their "
+                 "first principal components at the latent size, random_expansion = a fixed "
+                 "random gelu layer on the mean encoding at the informative width; statistics "
+                 "from the train split.")
+  if report.get("reused"):
+    lines.append(f"- Reused from an earlier run's partial results: "
+                 f"{', '.join('/'.join(pair) for pair in report['reused'])}.")
   if "wall_seconds" in report:
     lines.append(f"- Wall time of the probes: {report['wall_seconds']:.1f} s.")
   lines.append("")
   rows = []
   for probe, by_embedding in results.items():
     metrics = list(dict.fromkeys(m for by_m in by_embedding.values() for m in by_m))
+    first = next(iter(next(iter(by_embedding.values())).values()))
+    fitted = (", ".join(map(str, first["train_rows"])), ", ".join(map(str, first["seeds"])))
     for metric in metrics:
-      rows.append([probe, metric] + [_value(by_embedding.get(e, {}).get(metric))
-                                      for e in embeddings])
-  lines.append(_table(["probe", "metric", *embeddings], rows))
+      rows.append([probe, metric, *fitted] + [_value(by_embedding.get(e, {}).get(metric))
+                                              for e in embeddings])
+  lines.append(_table(["probe", "metric", "train rows", "seeds", *embeddings], rows))
   return "\n".join(lines)
 
 
@@ -121,6 +139,14 @@ def compare_markdown(table: compare_lib.Table, comparison: Mapping,
       [run, embedding, _signed(s["mean_z"]), f"{s['mean_rank']:.2f}", str(s["n"])]
       for (run, embedding), s in sorted(comparison["per_entry"].items(),
                                         key=lambda kv: -kv[1]["mean_z"])]))
+  if table.controls:
+    lines += ["## Controls (not ranked)", "",
+              "Raw inputs, their PCA at the latent size and a random gelu expansion of the mean "
+              "encoding at the informative width (`cmim_jax.probes.controls`); z-scores against "
+              "the mean and std of the entries above, which the controls do not change.", ""]
+    lines.append(_table(["run", "control", "mean z", "cells"], [
+        [run, control, _signed(s["mean_z"]), str(s["n"])]
+        for (run, control), s in comparison["per_control"].items()]))
   lines += ["## Per probe: value (z, rank)", ""]
   rows = []
   for c, (probe, metric) in enumerate(table.criteria):
@@ -130,8 +156,13 @@ def compare_markdown(table: compare_lib.Table, comparison: Mapping,
       cells.append("-" if not np.isfinite(value) else
                    f"{value:.4f} ({_signed(comparison['z'][e, c])}, "
                    f"#{comparison['rank'][e, c]:g})")
+    for k in range(len(table.controls)):
+      value = table.control_values[k, c]
+      cells.append("-" if not np.isfinite(value) else
+                   f"{value:.4f} ({_signed(comparison['control_z'][k, c])})")
     rows.append([probe, metric, *cells])
-  lines.append(_table(["probe", "metric", *[f"{r}/{e}" for r, e in table.entries]], rows))
+  lines.append(_table(["probe", "metric", *[f"{r}/{e}" for r, e in table.entries],
+                       *[f"{r}/{e} (control)" for r, e in table.controls]], rows))
   if geometry_by_run:
     lines += ["## Geometry of the mean encodings", "",
               "Radius = Euclidean norm of mu(x); cosine = pairwise cosine similarity of mean "

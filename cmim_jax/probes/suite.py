@@ -1,11 +1,14 @@
-"""The probe suite: scikit-learn models fitted on frozen embeddings, and their metrics.
+"""The probe suite: models fitted on frozen embeddings, and their metrics.
 
-Every probe standardises the features with statistics of the training rows it is fitted on (inside
-each cross-validation fold too). Hyper-parameters listed in a probe's `grid` are chosen by K-fold
-cross-validation on the training rows only (stratified for classification); the test rows are
-never seen before scoring. Regression probes also standardise the targets on the training rows and
-predict in the original units. Stochastic probes take the seed as their `random_state` (and as the
-fold shuffling seed); the deterministic ones are fitted once.
+`linear` (softmax regression for classes, ridge for targets) is JAX, fitted full-batch on every
+training row with its weight decay chosen on a held-out 10% of them (`probes.linear`); the others
+are scikit-learn. Every probe standardises the features with statistics of the training rows it is
+fitted on (inside each cross-validation fold too). The scikit-learn probes choose the
+hyper-parameters listed in their `grid` by K-fold cross-validation on the training rows only
+(stratified for classification); the test rows are never seen before scoring. Regression probes
+also standardise the targets on the training rows and predict in the original units. Stochastic
+probes take the seed as their `random_state` (and as the fold shuffling seed); the deterministic
+ones are fitted once.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR, LinearSVC
 
+from cmim_jax.errors import DataError
+from cmim_jax.probes import linear
+
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
 METRICS = {CLASSIFICATION: ("accuracy",), REGRESSION: ("rmse", "r2")}
@@ -41,18 +47,41 @@ class Probe:
     name: its key in results, e.g. "knn5_cosine".
     kind: CLASSIFICATION or REGRESSION.
     make_model: seed -> an unfitted scikit-learn model (it receives standardised features).
-    grid: hyper-parameter name of the model -> candidate values, chosen by CV on train.
+    grid: hyper-parameter name of the model -> candidate values, chosen by CV on train (by
+      `fit_predict` itself when that is set).
     stochastic: whether the fit depends on the seed (then it is repeated over seeds).
     multi_output: regression only: whether the model fits targets [N, T > 1] itself (otherwise
       one model per target column).
+    fit_predict: instead of `make_model`: (seed, x_train [N, F], y_train, x_test [M, F]) ->
+      (predictions for x_test, chosen hyper-parameters); it standardises and selects itself.
+    all_rows: fit on every training row, ignoring `max_train` (fast probes).
+    default: run when no probe names are given.
   """
 
   name: str
   kind: str
-  make_model: Callable[[int], BaseEstimator]
+  make_model: Callable[[int], BaseEstimator] | None = None
   grid: Mapping[str, Sequence[Any]] = dataclasses.field(default_factory=dict)
   stochastic: bool = False
   multi_output: bool = True
+  fit_predict: Callable[..., tuple[np.ndarray, dict[str, Any]]] | None = None
+  all_rows: bool = False
+  default: bool = True
+
+  @property
+  def selection(self) -> str:
+    """How its grid is searched: "validation split" (`fit_predict`) or "cv"."""
+    return "validation split" if self.fit_predict is not None else "cv"
+
+
+def _linear_classes(seed, x_train, y_train, x_test):
+  predicted, chosen = linear.fit_predict_classes(x_train, y_train, x_test, seed)
+  return predicted, {"weight_decay": chosen["weight_decay"]}
+
+
+def _linear_values(seed, x_train, y_train, x_test):
+  predicted, chosen = linear.fit_predict_values(x_train, y_train, x_test, seed)
+  return predicted, {"weight_decay": chosen["weight_decay"]}
 
 
 # The MLPs stop when the score on 10% of their training rows (held out by them) stops improving: on
@@ -68,20 +97,24 @@ def _mlp_regressor(seed):
                       random_state=seed)
 
 
-# Inverse regularisation strengths of the linear classifiers. On MNIST the CV picked C = 10 for the
-# 16-d mean encodings (accuracy is flat in C there) and C <= 0.1 for the 512-d informative ones; the
-# primal linear SVM at C = 10 on 512-d features dominates the suite's run time.
+# Inverse regularisation strengths of the scikit-learn linear classifiers. On MNIST the CV picked
+# C = 10 for the 16-d mean encodings (accuracy is flat in C there) and C <= 0.1 for the 512-d
+# informative ones; the primal linear SVM at C = 10 on 512-d features dominates the suite's run
+# time. Both are slow on all rows, so the JAX `linear` probe replaces them in the default list.
 _C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 
 CLASSIFICATION_PROBES = (
     Probe("knn5_cosine", CLASSIFICATION,
           lambda seed: KNeighborsClassifier(n_neighbors=5, metric="cosine", algorithm="brute")),
     Probe("knn5_euclidean", CLASSIFICATION, lambda seed: KNeighborsClassifier(n_neighbors=5)),
+    Probe("linear", CLASSIFICATION, grid={"weight_decay": linear.LinearSettings().weight_decays},
+          fit_predict=_linear_classes, all_rows=True),
     Probe("logistic_regression", CLASSIFICATION,
-          lambda seed: LogisticRegression(max_iter=1000), grid={"C": _C_GRID}),
+          lambda seed: LogisticRegression(max_iter=1000), grid={"C": _C_GRID}, default=False),
     Probe("mlp", CLASSIFICATION, _mlp_classifier, stochastic=True),
     # The primal solver (dual=False) is deterministic; the dual one shuffles with a seed.
-    Probe("linear_svm", CLASSIFICATION, lambda seed: LinearSVC(dual=False), grid={"C": _C_GRID}),
+    Probe("linear_svm", CLASSIFICATION, lambda seed: LinearSVC(dual=False), grid={"C": _C_GRID},
+          default=False),
     Probe("random_forest", CLASSIFICATION,
           lambda seed: RandomForestClassifier(n_estimators=100, random_state=seed),
           stochastic=True),
@@ -89,8 +122,11 @@ CLASSIFICATION_PROBES = (
 
 REGRESSION_PROBES = (
     Probe("knn5", REGRESSION, lambda seed: KNeighborsRegressor(n_neighbors=5)),
+    Probe("linear", REGRESSION,
+          grid={"weight_decay": linear.LinearSettings().ridge_weight_decays},
+          fit_predict=_linear_values, all_rows=True),
     Probe("ridge", REGRESSION, lambda seed: Ridge(),
-          grid={"alpha": (0.01, 0.1, 1.0, 10.0, 100.0)}),
+          grid={"alpha": (0.01, 0.1, 1.0, 10.0, 100.0)}, default=False),
     Probe("svr_rbf", REGRESSION, lambda seed: SVR(kernel="rbf"), grid={"C": (0.1, 1.0, 10.0)},
           multi_output=False),
     Probe("mlp", REGRESSION, _mlp_regressor, stochastic=True),
@@ -103,10 +139,11 @@ PROBES = {CLASSIFICATION: CLASSIFICATION_PROBES, REGRESSION: REGRESSION_PROBES}
 
 
 def select_probes(kind: str, names: Sequence[str] | None = None) -> tuple[Probe, ...]:
-  """The probes of `kind`, all or those named; a ValueError naming the valid ones otherwise."""
+  """The probes of `kind` named, or the default ones; a ValueError naming the valid ones for an
+  unknown name."""
   available = {probe.name: probe for probe in PROBES[kind]}
   if not names:
-    return tuple(available.values())
+    return tuple(probe for probe in available.values() if probe.default)
   unknown = [name for name in names if name not in available]
   if unknown:
     raise ValueError(f"Unknown {kind} probe(s) {unknown}; choose from {sorted(available)}.")
@@ -155,16 +192,40 @@ class ProbeOutcome:
   seconds: float
 
 
+def check_inputs(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
+                 y_test: np.ndarray) -> None:
+  """A DataError unless the rows of features and labels/targets match, there is a training and a
+  test row, the feature widths agree and every feature is finite."""
+  for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+    if np.ndim(x) != 2 or len(x) != len(y) or not len(x):
+      raise DataError(f"The {split} features have shape {np.shape(x)} but there are {len(y)} "
+                      f"{split} labels/targets; a probe needs [N, F] features with one label or "
+                      "target row per feature row, N >= 1. Re-embed with `experiments.embed`.")
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+      raise DataError(f"{int(bad.sum())} of {len(x)} {split} feature rows hold NaN or inf (first: "
+                      f"row {int(np.argmax(bad))}); the embeddings are broken: re-embed from a "
+                      "checkpoint with finite parameters.")
+  if x_train.shape[1] != x_test.shape[1]:
+    raise DataError(f"Train features have {x_train.shape[1]} columns, test features "
+                    f"{x_test.shape[1]}; embed both splits with the same checkpoint.")
+
+
 def fit_and_score(probe: Probe, seed: int, x_train: np.ndarray, y_train: np.ndarray,
                   x_test: np.ndarray, y_test: np.ndarray, cv_folds: int = 3) -> ProbeOutcome:
   """Fits `probe` on (x_train [N, F], y_train [N] or [N, T]) and scores it on the test rows."""
+  check_inputs(x_train, y_train, x_test, y_test)
   start = time.perf_counter()
   if probe.kind == REGRESSION and y_train.ndim == 2 and y_train.shape[1] == 1:
     y_train, y_test = y_train[:, 0], y_test[:, 0]
-  num_targets = 1 if y_train.ndim == 1 else y_train.shape[1]
-  estimator = build_estimator(probe, seed, num_targets, cv_folds).fit(x_train, y_train)
-  chosen = {}
-  if isinstance(estimator, GridSearchCV):
-    chosen = {k.rsplit("__", 1)[-1]: v for k, v in estimator.best_params_.items()}
-  metrics = score(probe.kind, y_test, estimator.predict(x_test))
+  if probe.fit_predict is not None:
+    predicted, chosen = probe.fit_predict(seed, x_train, y_train, x_test)
+  else:
+    num_targets = 1 if y_train.ndim == 1 else y_train.shape[1]
+    estimator = build_estimator(probe, seed, num_targets, cv_folds).fit(x_train, y_train)
+    chosen = {}
+    if isinstance(estimator, GridSearchCV):
+      chosen = {k.rsplit("__", 1)[-1]: v for k, v in estimator.best_params_.items()}
+    predicted = estimator.predict(x_test)
+  metrics = score(probe.kind, y_test, predicted)
   return ProbeOutcome(metrics, chosen, time.perf_counter() - start)

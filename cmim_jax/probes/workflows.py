@@ -1,6 +1,7 @@
 """File-level jobs behind `experiments.probe` and `experiments.compare`.
 
-  probe_run(embeddings_dir, out_dir)  reads <split>.npz, writes results.json and results.md
+  probe_run(embeddings_dir, out_dir)  reads <split>.npz, writes partial/<probe>__<embedding>.json as
+                                      each finishes, then results.json and results.md
   compare_runs(run_dirs, out_dir)     reads each run's probe/results.json and embeddings, writes
                                       compare.md, compare.json, comparison.png, geometry_<run>.png
 """
@@ -19,10 +20,11 @@ from absl import logging
 from cmim_jax import embedding_files
 from cmim_jax.errors import MissingInputError
 from cmim_jax.probes import compare as compare_lib
-from cmim_jax.probes import evaluate, geometry, report
+from cmim_jax.probes import evaluate, geometry, partial, report
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
+PARTIAL_DIR = "partial"
 
 
 def probe_dir(run_dir: str | pathlib.Path) -> pathlib.Path:
@@ -62,13 +64,16 @@ def probe_run(embeddings_dir: str | pathlib.Path, out_dir: str | pathlib.Path,
               settings: evaluate.ProbeSettings = evaluate.ProbeSettings()) -> dict[str, Any]:
   """Probes the embeddings in `embeddings_dir`; writes results.json and results.md to `out_dir`.
 
+  Each (probe, embedding) is saved to out_dir/partial/ as soon as it is fitted; a rerun reuses
+  the saved ones whose inputs and settings are unchanged (see `partial`).
+
   Returns the report: see `evaluate.run_probes`, plus "wall_seconds".
   """
   files = load_embedding_files(embeddings_dir)
   start = time.perf_counter()
-  result = evaluate.run_probes(files, settings)
-  result["wall_seconds"] = time.perf_counter() - start
   out_dir = pathlib.Path(out_dir)
+  result = evaluate.run_probes(files, settings, partial.PartialResults(out_dir / PARTIAL_DIR))
+  result["wall_seconds"] = time.perf_counter() - start
   report.write_atomic(out_dir / RESULTS_JSON, _dump_json(result))
   report.write_atomic(out_dir / RESULTS_MD, report.probe_markdown(result))
   return result
@@ -146,6 +151,8 @@ def compare_runs(run_dirs: Sequence[str | pathlib.Path], out_dir: str | pathlib.
       "dropped_criteria": table.dropped,
       "z": comparison["z"], "rank": comparison["rank"],
       "per_entry": comparison["per_entry"], "per_run": comparison["per_run"],
+      "controls": table.controls, "control_values": table.control_values,
+      "control_z": comparison["control_z"], "per_control": comparison["per_control"],
       "geometry": {name: {k: v for k, v in geo.items()
                           if k not in ("norms", "angles", "same_class")}
                    for name, geo in geometry_by_run.items()},

@@ -20,12 +20,16 @@ class Task(abc.ABC):
     example_input: a model input [2, ...] (after `preprocess`) used to initialise parameters.
     input_rows: for the summary, counts of the input rows read, kept and skipped per cause
       (empty when the task skips none).
+    raw_inputs_are_features: whether the flattened `embedding_inputs` are meaningful features
+      (pixels: yes; token ids: no); then the embedding files carry them as "raw", the probes'
+      raw-input baseline.
   """
 
   source: str
   train_arrays: Mapping[str, np.ndarray]
   example_input: np.ndarray
   input_rows: Mapping[str, Any] = {}
+  raw_inputs_are_features: bool = False
 
   @abc.abstractmethod
   def build_model(self, model_config) -> Any:

@@ -59,6 +59,7 @@ class ImageTask(Task):
                  for view_key in jax.random.split(key, num_views))
 
   embedding_splits = ("train", "test")
+  raw_inputs_are_features = True
 
   def embedding_inputs(self, split: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Pixels in [0, 1] (not binarised) [N, H, W, C] and {"labels": [N]}."""
