@@ -131,7 +131,9 @@ def embed_and_probe(run_dir: pathlib.Path, out_dir: pathlib.Path,
       logging.info("Embedding %s into %s ...", run_dir, embeddings_dir)
       trained = embed_lib.load_trained(run_dir, data_name=data_name, data_dir=data_dir,
                                        devices=devices(num_devices))
-      embed_lib.write_embeddings(trained, embeddings_dir)
+      # The raw inputs only feed the controls, probed when no embedding list is given.
+      embed_lib.write_embeddings(trained, embeddings_dir,
+                                 with_raw=settings.controls and settings.embeddings is None)
     start = time.perf_counter()
     logging.info("Probing %s ...", embeddings_dir)
     workflows.probe_run(embeddings_dir, out_dir / "probe", settings)
