@@ -38,7 +38,8 @@ class Checkpointer:
                read_only: bool = False):
     """`read_only`: for readers (embedding): Orbax creates, saves and deletes nothing."""
     self.directory = pathlib.Path(directory).absolute()
-    options = (ocp.CheckpointManagerOptions(read_only=True) if read_only else
+    options = (ocp.CheckpointManagerOptions(read_only=True, save_interval_steps=0, create=False)
+               if read_only else
                ocp.CheckpointManagerOptions(
                    preservation_policy=checkpoint_managers.LatestN(max_to_keep),
                    cleanup_tmp_directories=True))

@@ -33,13 +33,19 @@ _OWN_CODE = tuple(str(pathlib.Path(module.__file__).resolve().parent) + os.sep
                   for module in (cmim_jax, experiments))
 
 
+# Third-party warnings about what we asked for on purpose (readers open checkpoints read-only).
+_EXPECTED_WARNINGS = ("Given directory is read only",)
+
+
 class _OwnInfoOnly(std_logging.Filter):
-  """Passes warnings and errors, and below that only records logged by this project's code."""
+  """Passes warnings and errors (but the expected ones of other libraries), and below that only
+  records logged by this project's code."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
+    own = os.path.realpath(record.pathname).startswith(_OWN_CODE)
     if record.levelno >= std_logging.WARNING:
-      return True
-    return os.path.realpath(record.pathname).startswith(_OWN_CODE)
+      return own or not str(record.msg).startswith(_EXPECTED_WARNINGS)
+    return own
 
 
 def quiet_third_party_logs() -> None:
