@@ -432,3 +432,10 @@ def test_cli_embed_without_checkpoints_is_one_line_and_verbose_shows_the_traceba
   verbose = run_cli("experiments.embed", f"--workdir={tmp_path}", verbose=True)
   assert verbose.returncode != 0 and "Traceback" in verbose.stderr
   assert "MissingInputError: No checkpoint" in verbose.stderr
+
+
+def test_cli_paper_script_with_a_missing_data_dir_is_one_line(tmp_path):
+  missing = tmp_path / "no_such_folder"
+  result = run_cli("experiments.paper.contrastive_sweep", "--preset=smoke",
+                   f"--out={tmp_path / 'out'}", f"--data_dir={missing}")
+  assert_one_line_error(result, str(missing))

@@ -40,7 +40,8 @@ def devices(num_devices: int | None) -> list[jax.Device] | None:
   if num_devices is None:
     return None
   if not 1 <= num_devices <= jax.device_count():
-    raise ValueError(f"num_devices={num_devices} but {jax.device_count()} device(s) are present.")
+    raise errors.ConfigError(f"num_devices={num_devices} but {jax.device_count()} device(s) are "
+                             "present.")
   return jax.devices()[:num_devices]
 
 

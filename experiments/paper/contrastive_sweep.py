@@ -24,9 +24,11 @@ import time
 
 import ml_collections
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from cmim_jax import errors
 from cmim_jax.data import idx, mnist
+from experiments import cli
 from experiments.configs import mnist as mnist_config
 from experiments.paper import common, stats
 
@@ -74,8 +76,8 @@ def write_validation_split(data_config: ml_collections.ConfigDict, folder: pathl
   dataset = mnist.load_image_dataset(data_config)
   images, labels = dataset.train_images, dataset.train_labels
   if num_train + num_validation > len(labels):
-    raise ValueError(f"{num_train} training + {num_validation} validation rows exceed the "
-                     f"{len(labels)} MNIST training images.")
+    raise errors.ConfigError(f"{num_train} training + {num_validation} validation rows exceed the "
+                             f"{len(labels)} MNIST training images.")
   order = np.random.default_rng(0).permutation(len(labels))
   parts = (order[:num_train], order[num_train:num_train + num_validation])
   folder.mkdir(parents=True, exist_ok=True)
@@ -271,4 +273,4 @@ def define_flags() -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)
