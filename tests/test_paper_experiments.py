@@ -146,6 +146,9 @@ def test_contrastive_sweep_smoke_scores_on_a_validation_split_from_train(tmp_pat
     assert row["vs_mim"]["difference"] == pytest.approx(
         row["score"][0] - rows["mim", "mu", "z"]["score"][0])
     assert math.isnan(row["vs_mim"]["ci_low"])  # One seed: no CI.
+    assert row["linear_vs_mim"]["difference"] == pytest.approx(
+        row["linear_score"][0] - rows["mim", "mu", "z"]["linear_score"][0])
+    assert 0 < row["linear_score"][0] <= 1
     assert row["contrastive_grad_share"] > 0 and 0 <= row["frac_p_positive_gt_0.99"] <= 1
   assert rows["mim", "mu", "z"]["contrastive_grad_share"] is None  # No term, no share.
   # The validation split holds training digits only: every one is a row of the train file.
@@ -153,3 +156,4 @@ def test_contrastive_sweep_smoke_scores_on_a_validation_split_from_train(tmp_pat
   validation = read_idx(out / "data" / "t10k-images-idx3-ubyte.gz").reshape(128, -1)
   assert all((train == row).all(axis=1).any() for row in validation)
   assert "val KNN-5 acc" in (out / "report.md").read_text()
+  assert "val linear acc" in (out / "report.md").read_text()

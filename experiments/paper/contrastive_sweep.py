@@ -8,11 +8,12 @@ On MNIST, trains MIM and cMIM over a grid of temperature τ x contrastive_weight
 `cmim_jax.objectives` (anchor projection / z, positive second sample) at a few (τ, w), several
 seeds each. The data are the MNIST *training* images only, split once (seed 0) into the runs'
 training rows and a validation split; the MNIST test set is never read. Each run is scored on the
-validation split: KNN-5 accuracy of the mean encoding (fit on the training rows), the
-reconstruction loss, and the contrastive diagnostics of its last log step
-(`cmim_jax.diagnostics`). Every cMIM setting is compared with MIM at the same D: the difference of
-mean KNN-5 accuracy over seeds with its Welch 95 % CI and p-value (`stats.welch_difference`), in
-both directions. Writes OUT/contrastive_sweep_<preset>/{report.md, results.json}; the data split
+validation split: KNN-5 accuracy of the mean encoding (fit on the training rows), the accuracy
+of the JAX linear probe (`cmim_jax.probes.linear`: softmax regression on all training rows, weight
+decay chosen on a held-out tenth of them), the reconstruction loss, and the contrastive diagnostics
+of its last log step (`cmim_jax.diagnostics`). Every cMIM setting is compared with MIM at the same
+D, for each score: the difference of mean accuracy over seeds with its Welch 95 % CI and p-value
+(`stats.welch_difference`), in both directions. Writes OUT/contrastive_sweep_<preset>/{report.md, results.json}; the data split
 goes to OUT/contrastive_sweep_<preset>/data (IDX files: train = training rows, t10k = validation).
 """
 
@@ -28,6 +29,7 @@ from absl import flags
 
 from cmim_jax import errors
 from cmim_jax.data import idx, mnist
+from cmim_jax.probes import evaluate
 from experiments import cli
 from experiments.configs import mnist as mnist_config
 from experiments.paper import common, stats
@@ -36,6 +38,8 @@ FLAGS = flags.FLAGS
 DEFAULT_PAIR = ("mu", "z")
 OTHER_PAIRS = (("projection", "z"), ("mu", "second_sample"), ("z", "second_sample"))
 SCORE = "knn5_accuracy_mean"
+LINEAR_SCORE = "linear_accuracy_mean"
+SCORES = {SCORE: "KNN-5", LINEAR_SCORE: "linear probe"}
 DIAGNOSTICS = ("contrastive_grad_share", "frac_p_positive_gt_0.99", "positive_cosine",
                "negative_cosine_mean", "negative_cosine_p95", "posterior_std")
 PRESETS = {
@@ -140,31 +144,33 @@ def aggregate(summaries: dict[tuple, dict]) -> list[dict]:
 
   Args:
     summaries: run key -> the run's summary.json (SCORE, test_reconstruction_loss on the
-      validation split, and "diagnostics").
+      validation split, and "diagnostics") with LINEAR_SCORE added.
 
   Returns:
     Rows {"method", "temperature", "weight", "latent_dim", "anchor", "positive", "seeds",
-    "score": (mean, std), "reconstruction": (mean, std), "<diagnostic>": mean, "vs_mim":
-    stats.Difference as a dict (absent for MIM)}, MIM first, then by D, τ, w.
+    "score" and "linear_score": (mean, std), "reconstruction": (mean, std), "<diagnostic>": mean,
+    "vs_mim" and "linear_vs_mim": stats.Difference as a dict (absent for MIM)}, MIM first, then
+    by D, τ, w.
   """
   by_setting = collections.defaultdict(list)
   for key, summary in summaries.items():
     by_setting[key[:-1]].append(summary)
-  mim_scores = {setting[3]: [s[SCORE] for s in runs] for setting, runs in by_setting.items()
-                if setting[0] == "mim"}
   rows = []
   for setting, runs in by_setting.items():
     method, tau, weight, dim, anchor, positive = setting
-    scores = [s[SCORE] for s in runs]
     row = dict(method=method, temperature=tau, weight=weight, latent_dim=dim, anchor=anchor,
-               positive=positive, seeds=len(runs), score=stats.mean_std(scores),
+               positive=positive, seeds=len(runs),
                reconstruction=stats.mean_std([s["test_reconstruction_loss"] for s in runs]))
     for name in DIAGNOSTICS:
       values = [s.get("diagnostics", {}).get(f"diagnostics/{name}") for s in runs]
       values = [v for v in values if v is not None]
       row[name] = float(np.mean(values)) if values else None
-    if method != "mim" and dim in mim_scores:
-      row["vs_mim"] = vars(stats.welch_difference(scores, mim_scores[dim]))
+    for score, prefix in ((SCORE, ""), (LINEAR_SCORE, "linear_")):
+      scores = [s[score] for s in runs]
+      mim_scores = [s[score] for k, s in summaries.items() if k[0] == "mim" and k[3] == dim]
+      row[f"{prefix}score"] = stats.mean_std(scores)
+      if method != "mim" and mim_scores:
+        row[f"{prefix}vs_mim"] = vars(stats.welch_difference(scores, mim_scores))
     rows.append(row)
   rows.sort(key=lambda r: (r["method"] != "mim", r["latent_dim"], r["temperature"] or 0,
                            r["weight"] or 0, (r["anchor"], r["positive"]) != DEFAULT_PAIR,
@@ -187,21 +193,27 @@ def _cell(value, spec=".3f") -> str:
   return "-" if value is None else format(value, spec)
 
 
+def _score_cells(row: dict, prefix: str) -> str:
+  """'acc +- std | Δ [CI] | p | verdict' of one score of `row`."""
+  difference = row.get(f"{prefix}vs_mim")
+  score = row[f"{prefix}score"]
+  if difference is None:
+    return f"{score[0]:.4f} +- {score[1]:.4f} | - | - | -"
+  return (f"{score[0]:.4f} +- {score[1]:.4f} | {difference['difference']:+.4f} "
+          f"[{difference['ci_low']:+.4f}, {difference['ci_high']:+.4f}] | "
+          f"{difference['p_value']:.3g} | {verdict(difference)}")
+
+
 def markdown_table(rows: list[dict]) -> str:
   lines = ["| method | D | τ | w | anchor | positive | seeds | val KNN-5 acc | Δ vs MIM [95 % CI] "
-           "| p | verdict | val recon. (nats) | grad share | frac p>0.99 | pos. cos | neg. cos "
-           "mean / p95 | post. std |", "|" + " --- |" * 17]
+           "| p | verdict | val linear acc | Δ vs MIM [95 % CI] | p | verdict | val recon. (nats) "
+           "| grad share | frac p>0.99 | pos. cos | neg. cos mean / p95 | post. std |",
+           "|" + " --- |" * 21]
   for r in rows:
-    difference = r.get("vs_mim")
-    delta = "-" if difference is None else (
-        f"{difference['difference']:+.4f} [{difference['ci_low']:+.4f}, "
-        f"{difference['ci_high']:+.4f}]")
     lines.append(
         f"| {r['method']} | {r['latent_dim']} | {_cell(r['temperature'], 'g')} | "
         f"{_cell(r['weight'], 'g')} | {r['anchor']} | {r['positive']} | {r['seeds']} | "
-        f"{r['score'][0]:.4f} +- {r['score'][1]:.4f} | {delta} | "
-        f"{'-' if difference is None else format(difference['p_value'], '.3g')} | "
-        f"{'-' if r['method'] == 'mim' else verdict(difference)} | "
+        f"{_score_cells(r, '')} | {_score_cells(r, 'linear_')} | "
         f"{r['reconstruction'][0]:.1f} | {_cell(r['contrastive_grad_share'], '.3g')} | "
         f"{_cell(r['frac_p_positive_gt_0.99'], '.2f')} | {_cell(r['positive_cosine'])} | "
         f"{_cell(r['negative_cosine_mean'])} / {_cell(r['negative_cosine_p95'])} | "
@@ -210,18 +222,25 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def summary_sentences(rows: list[dict]) -> str:
-  """How many cMIM settings differ from MIM beyond seed noise, in each direction."""
-  compared = [r for r in rows if r.get("vs_mim") and np.isfinite(r["vs_mim"]["ci_low"])]
+  """For each score, how many cMIM settings differ from MIM beyond seed noise, each way."""
+  return " ".join(_summary_sentence(rows, prefix, name)
+                  for prefix, name in (("", "KNN-5"), ("linear_", "linear-probe")))
+
+
+def _summary_sentence(rows: list[dict], prefix: str, score_name: str) -> str:
+  key = f"{prefix}vs_mim"
+  compared = [r for r in rows if r.get(key) and np.isfinite(r[key]["ci_low"])]
   if not compared:
-    return "No setting has 2+ seeds on both sides, so no CI was computed."
-  better = [r for r in compared if r["vs_mim"]["ci_low"] > 0]
-  worse = [r for r in compared if r["vs_mim"]["ci_high"] < 0]
+    return f"{score_name}: no setting has 2+ seeds on both sides, so no CI was computed."
+  better = [r for r in compared if r[key]["ci_low"] > 0]
+  worse = [r for r in compared if r[key]["ci_high"] < 0]
 
   def names(selected):
     return ", ".join(f"D={r['latent_dim']} τ={r['temperature']:g} w={r['weight']:g} "
                      f"{r['anchor']}/{r['positive']}" for r in selected) or "none"
 
-  return (f"Of {len(compared)} cMIM settings compared with MIM at the same D, "
+  return (f"{score_name} accuracy: of {len(compared)} cMIM settings compared with MIM at the "
+          "same D, "
           f"{len(better)} score higher beyond seed noise (95 % CI of the difference above 0: "
           f"{names(better)}) and {len(worse)} lower ({names(worse)}). At 95 % about "
           f"{0.05 * len(compared):.1f} of {len(compared)} would differ by chance alone.")
@@ -242,6 +261,12 @@ def main(argv):
   summaries = dict(zip(keys, common.run_all(
       [(run_config(key, preset, data_dir), workdirs[key]) for key in keys], FLAGS.processes,
       num_devices=1)))
+  linear = evaluate.ProbeSettings(max_train=None, num_seeds=1, probes=("linear",),
+                                  embeddings=("mean",))
+  for key in keys:  # The validation split is the runs' "test" split.
+    probed = common.embed_and_probe(workdirs[key], workdirs[key], linear, num_devices=1)
+    summaries[key] = dict(summaries[key], **{
+        LINEAR_SCORE: probed["results"]["linear"]["mean"]["accuracy"]["mean"]})
   rows = aggregate(summaries)
   wall_s = time.perf_counter() - start
   common.write_json(out_dir / "results.json", {
@@ -256,9 +281,10 @@ def main(argv):
       f"Runs: {len(keys)} ({preset['seeds']} seed(s) per setting), {preset['num_steps']} steps "
       f"of {preset['batch_size']}, MLP {tuple(preset['hidden_sizes'])}, on "
       f"{preset['num_train']:,} MNIST training digits; scored on {preset['num_validation']:,} "
-      "other MNIST training digits (validation; the test set is not used). val KNN-5 acc: "
-      "KNN-5 accuracy of the mean encoding (mean +- std over seeds); Δ vs MIM: cMIM - MIM at the "
-      "same D with the Welch 95 % CI; diagnostics at the last log step (means over seeds).\n\n"
+      "other MNIST training digits (validation; the test set is not used). val KNN-5 acc / val "
+      "linear acc: KNN-5 and JAX linear-probe accuracy of the mean encoding (mean +- std over "
+      "seeds); Δ vs MIM: cMIM - MIM at the same D with the Welch 95 % CI; diagnostics at the "
+      "last log step (means over seeds).\n\n"
       + summary_sentences(rows) + "\n\n" + markdown_table(rows) + "\n")
   print((out_dir / "report.md").read_text())
 
