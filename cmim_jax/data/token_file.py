@@ -102,12 +102,13 @@ def build_token_file(smiles: Iterable[str], folder: str | pathlib.Path, max_toke
     vocab = smiles_lib.vocabulary_from_counts(counts)
   final_ids = np.array([vocab.token_ids([token])[0][0] for token in ids], np.int32)
   num_unknown = sum(c for token, c in counts.items() if final_ids[ids[token]] == smiles_lib.UNK_ID)
-  provisional = np.memmap(raw_path, np.int32, "r", shape=(filtered.kept, width))
-  tokens = np.lib.format.open_memmap(tmp / TOKENS, "w+", np.int32, (filtered.kept, width))
-  for begin in range(0, filtered.kept, _CHUNK * 16):
-    tokens[begin:begin + _CHUNK * 16] = final_ids[provisional[begin:begin + _CHUNK * 16]]
-  tokens.flush()
-  del tokens, provisional
+  with open(raw_path, "rb") as raw, open(tmp / TOKENS, "wb") as out:  # Plain reads and writes:
+    # no memory map, whose written pages would stay in the process.
+    np.lib.format.write_array_header_1_0(
+        out, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.int32)), "fortran_order": False,
+              "shape": (filtered.kept, width)})
+    while chunk := raw.read(_CHUNK * width * 4):
+      out.write(final_ids[np.frombuffer(chunk, np.int32)].tobytes())
   raw_path.unlink()
   vocab.save(tmp / VOCAB)
   info = {"source": source, "max_tokens": max_tokens, "canonical": canonical,
