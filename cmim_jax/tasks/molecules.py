@@ -212,7 +212,7 @@ class StreamedSmilesTask(SmilesTask):
       test = molecules.subsample(molecules.read_smiles_file(test_path), data.num_test_molecules,
                                  np.random.default_rng(config.seed))
     tokens = self._token_file(path, data, vocab)
-    vocab = tokens.vocab
+    vocab, self.token_file_info = tokens.vocab, tokens.info
     logging.info("Token file %s: %s", tokens.folder, tokens.info)
     _SmilesTaskBase.__init__(self, config, vocab)
     self.source = source
