@@ -21,7 +21,7 @@ import jax
 import numpy as np
 import pytest
 
-from cmim_jax import checkpointing, training
+from cmim_jax import checkpointing, distributed, training
 from tests.conftest import make_tiny_config
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -66,7 +66,8 @@ def _run_two_processes(config, workdir: pathlib.Path, logs: pathlib.Path) -> Non
       env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
              "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(process_id),
              "XLA_FLAGS": _two_device_flags()}
-      log = open(logs / f"process_{process_id}.log", "w", encoding="utf-8")  # pylint: disable=consider-using-with
+      log = open(logs / f"process_{process_id}.log", "w",  # pylint: disable=consider-using-with
+                 encoding="utf-8")
       processes.append((subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log,
                                          stderr=subprocess.STDOUT), log))
     for process, _ in processes:
@@ -137,3 +138,14 @@ def test_two_processes_equal_one_process_on_4_devices_and_resume(synthetic_mnist
       assert sorted(p.name for p in (checkpoints / step / "data").glob("*.json")) == [
           "process_0-of-2.json", "process_1-of-2.json"]
   assert len(list((tmp_path / "two" / "tensorboard").glob("events.out.tfevents.*"))) == 2
+
+
+def test_launch_arguments_come_from_jax_or_torchrun_variables():
+  assert distributed.launch_arguments({}) == {}  # JAX's own detection (SLURM, MPI, TPU).
+  assert distributed.launch_arguments({
+      "JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4",
+      "JAX_PROCESS_ID": "3", "MASTER_ADDR": "ignored", "RANK": "0"}) == {
+          "coordinator_address": "10.0.0.1:1234", "num_processes": 4, "process_id": 3}
+  assert distributed.launch_arguments({"MASTER_ADDR": "node0", "WORLD_SIZE": "2",
+                                       "RANK": "1"}) == {
+      "coordinator_address": "node0:29500", "num_processes": 2, "process_id": 1}

@@ -61,8 +61,8 @@ def _provisional_rows(tokenized: list[list[str]], ids: dict[str, int], counts: c
   rows = np.full((len(tokenized), width), smiles_lib.PAD_ID, np.int32)
   for row, tokens in enumerate(tokenized):
     counts.update(tokens)
-    rows[row, :len(tokens) + 2] = [smiles_lib.BOS_ID, *(ids.setdefault(t, len(ids)) for t in tokens),
-                                   smiles_lib.EOS_ID]
+    token_ids = [ids.setdefault(token, len(ids)) for token in tokens]
+    rows[row, :len(tokens) + 2] = [smiles_lib.BOS_ID, *token_ids, smiles_lib.EOS_ID]
   return rows
 
 

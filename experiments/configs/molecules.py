@@ -10,6 +10,9 @@ arXiv:2509.21511: a 512-d latent, here K = 8 Perceiver latents x D = 64, and τ 
 `gpu` model and schedule). The CPU default keeps K x D = 4 x 16 and τ = 0.1 so a run fits a
 2-core machine in under half an hour. Any field can be overridden, e.g. `--config.loss.method=mim`,
 `--config.data.corpus_path=my.smi` (any .csv/.csv.gz/.smi with `data.smiles_column`).
+All of MOSES, streamed from a token file built once instead of held in memory (about 1.05 GB peak
+RSS on CPU, see benchmarks/RESULTS.md):
+  --config.data.pipeline=stream --config.data.max_train_molecules=0
 
 The run writes `workdir/vocab.json` and saves `data.vocab_path` pointing at it in the checkpoint's
 config. To embed a MoleculeNet set, rebuild the task from that config with `data.name` set to
