@@ -37,7 +37,8 @@ MANIFEST = "manifest.sha256.json"
 
 
 class Checkpointer:
-  """Saves and restores `{state, config}` under `directory`, keeping the newest `max_to_keep`."""
+  """Saves and restores `{state, config}` (and a streaming run's `data` iterator position) under
+  `directory`, keeping the newest `max_to_keep`."""
 
   def __init__(self, directory: str | pathlib.Path, max_to_keep: int = 3,
                read_only: bool = False):
