@@ -1,5 +1,9 @@
 """Orbax checkpoints of the train state, with the run's config saved beside each one, verified.
 
+A streaming run (`data.pipeline="stream"`) also saves its Grain iterator's position, one small
+file per process (`grain.checkpoint`), so a resumed run reads the batches it would have read.
+Every process calls `save`; Orbax writes each array once, coordinated by process 0.
+
 Orbax writes each step to a temporary folder and renames it into place when complete, so an
 interrupted save never replaces or corrupts the last complete checkpoint. Once a save is complete,
 the first process writes `<step>/manifest.sha256.json` (atomically, last): the SHA-256 and size of
@@ -22,6 +26,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import grain
 import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers
@@ -32,7 +37,8 @@ MANIFEST = "manifest.sha256.json"
 
 
 class Checkpointer:
-  """Saves and restores `{state, config}` under `directory`, keeping the newest `max_to_keep`."""
+  """Saves and restores `{state, config}` (and a streaming run's `data` iterator position) under
+  `directory`, keeping the newest `max_to_keep`."""
 
   def __init__(self, directory: str | pathlib.Path, max_to_keep: int = 3,
                read_only: bool = False):
@@ -44,7 +50,7 @@ class Checkpointer:
                    preservation_policy=checkpoint_managers.LatestN(max_to_keep),
                    cleanup_tmp_directories=True))
     self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                          item_names=("state", "config"))
+                                          item_names=("state", "config", "data"))
     self._unmanifested: list[int] = []  # Saved here, manifest not written yet.
     self._verified: set[int] = set()
     self._unverifiable: set[int] = set()  # Steps written before manifests existed.
@@ -74,12 +80,16 @@ class Checkpointer:
           f"{self.damaged_directory}. Delete {self.directory} to start the run over.")
     return None
 
-  def save(self, step: int, state: Any, config: ml_collections.ConfigDict) -> None:
-    """Starts an asynchronous save of `step`. Its manifest is written once the save is complete:
-    at the next save, `wait_until_finished` or `close`."""
+  def save(self, step: int, state: Any, config: ml_collections.ConfigDict,
+           data_iterator: grain.DatasetIterator | None = None) -> None:
+    """Starts an asynchronous save of `step` (and of `data_iterator`'s position, when given). Its
+    manifest is written once the save is complete: at the next save, `wait_until_finished` or
+    `close`."""
     self.wait_until_finished()
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config.to_dict())))
+    items = dict(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config.to_dict()))
+    if data_iterator is not None:
+      items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+    self._manager.save(step, args=ocp.args.Composite(**items))
     self._unmanifested.append(step)
 
   def restore_state(self, abstract_state: Any = None, step: int | None = None) -> Any:
@@ -100,6 +110,15 @@ class Checkpointer:
         item=abstract_subtree,
         restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_subtree),
         partial_restore=True)))["state"]
+
+  def restore_data_iterator(self, iterator: grain.DatasetIterator, step: int) -> None:
+    """Moves `iterator` to the position saved with `step` (this process's file)."""
+    if not (self.directory / str(step) / "data").is_dir():
+      raise CheckpointError(
+          f"The checkpoint {self.directory / str(step)} has no data iterator state (it was "
+          "written with data.pipeline='device'); resume it with that pipeline or use a new "
+          "--workdir.")
+    self._restore(step, ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(iterator)))
 
   def restore_config(self, step: int | None = None) -> ml_collections.ConfigDict:
     restored = self._restore(step, ocp.args.Composite(config=ocp.args.JsonRestore()))

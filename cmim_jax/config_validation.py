@@ -27,6 +27,8 @@ from cmim_jax.tasks.molecules import MOLECULE_TASK_BUILDERS
 # its batch, so it needs at least 2 examples per batch.
 NON_CONTRASTIVE_METHODS = ("mim", "vae")
 _SEQUENCE_DATA = tuple(MOLECULE_TASK_BUILDERS)
+# Input pipelines (`data.pipeline`): device-resident batching, or per-host streaming with Grain.
+PIPELINES = ("device", "stream")
 
 
 def _is_int(value) -> bool:
@@ -149,6 +151,9 @@ def _check_data(c: _Checker, method_name: Any, num_devices: int | None) -> None:
   else:
     c.check("data.source", _one_of(("auto", "tfds")), "auto", optional=True)
   c.check("data.download_timeout", _positive_finite(), 30, optional=True)
+  c.check("data.pipeline", _one_of(PIPELINES), "device", optional=True)
+  c.check("data.reader_threads", _int_at_least(0), 2, optional=True)
+  c.check("data.prefetch_batches", _int_at_least(0), 4, optional=True)
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:

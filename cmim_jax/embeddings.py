@@ -40,8 +40,10 @@ def embed_inputs(model, params, inputs: np.ndarray, mesh: Mesh,
   """
   num_devices = mesh.devices.size
   batch_size = max(num_devices, batch_size // num_devices * num_devices)
+  rows = sharding_lib.batch_sharded(mesh)  # Batches are placed first: a multi-process job's jit
+  # takes no numpy array with a sharding.
   embed = jax.jit(functools.partial(embed_batch, model),
-                  in_shardings=(sharding_lib.replicated(mesh), sharding_lib.batch_sharded(mesh)),
+                  in_shardings=(sharding_lib.replicated(mesh), rows),
                   out_shardings=sharding_lib.replicated(mesh))
   chunks = []
   for start in range(0, len(inputs), batch_size):
@@ -49,6 +51,6 @@ def embed_inputs(model, params, inputs: np.ndarray, mesh: Mesh,
     padding = batch_size - len(batch)  # Pad the last batch so every call has one shape.
     if padding:
       batch = np.concatenate([batch, np.zeros((padding, *batch.shape[1:]), batch.dtype)])
-    outputs = jax.device_get(embed(params, batch))
+    outputs = jax.device_get(embed(params, jax.device_put(batch, rows)))
     chunks.append({k: v[:batch_size - padding] for k, v in outputs.items()})
   return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}

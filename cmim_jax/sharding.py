@@ -56,6 +56,12 @@ def put_replicated(array: np.ndarray, mesh: Mesh) -> jax.Array:
   return jax.make_array_from_callback(array.shape, replicated(mesh), lambda index: array[index])
 
 
+def local_copy(tree, mesh: Mesh):
+  """A pytree of replicated global arrays copied onto `mesh` (e.g. this process's devices), so a
+  computation of one process alone can use them."""
+  return jax.tree.map(lambda a: jax.device_put(a.addressable_data(0), replicated(mesh)), tree)
+
+
 def within_mesh(fn: Callable, mesh: Mesh) -> Callable:
   """`fn` traced with `mesh` as the context mesh, for `jax.jit`: `over_data_axis` inside finds it."""
   @functools.wraps(fn)

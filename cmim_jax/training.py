@@ -26,7 +26,7 @@ from jax.sharding import Mesh
 from cmim_jax import (checkpointing, config_validation, diagnostics, errors, metric_writers,
                       objectives, tasks)
 from cmim_jax import sharding as sharding_lib
-from cmim_jax.data import batching
+from cmim_jax.data import batching, streaming
 
 TrainState = train_state_lib.TrainState
 TrainStep = Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]
@@ -121,7 +121,8 @@ class LoopState(NamedTuple):
 
   Attributes:
     train: the train state.
-    permutation: int32 [N], the batch order of the current epoch (see `batching.DeviceBatcher`).
+    permutation: int32 [N], the batch order of the current epoch (see `batching.DeviceBatcher`);
+      None in a `StreamLoop`, whose batches come from the host.
     totals: metric name -> scalar, the sum of each metric since the last `FusedLoop.take_means`.
   """
   train: TrainState
@@ -143,7 +144,31 @@ def _multi_step(train_step: TrainStep, batcher: batching.DeviceBatcher, loop: Lo
   return jax.lax.fori_loop(0, num_steps, lambda _, carry: one_step(carry), loop)
 
 
-class FusedLoop:
+class _Loop:
+  """What both loops share: the step's function, zero totals, and the means of the totals."""
+
+  def __init__(self, model, method: objectives.Method, task: tasks.Task,
+               config: ml_collections.ConfigDict, mesh: Mesh, key: jax.Array):
+    self._train_step = sharding_lib.within_mesh(_train_step_fn(model, method, task, config), mesh)
+    self._key = key
+    self._replicated = sharding_lib.replicated(mesh)
+    self._zeros_like = jax.jit(lambda tree: jax.tree.map(jnp.zeros_like, tree),
+                               out_shardings=self._replicated)
+
+  def _zero_totals(self, state: TrainState, batch: dict) -> dict[str, jax.Array]:
+    """Zero metric totals (replicated), shaped from the step on `batch` (ShapeDtypeStructs)."""
+    metrics = jax.eval_shape(self._train_step, state, batch, self._key)[1]
+    return jax.device_put(jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), metrics),
+                          self._replicated)
+
+  def take_means(self, loop: LoopState, count: int) -> tuple[LoopState, dict[str, float]]:
+    """Each metric's mean over the last `count` steps (waits for them), and the state with the
+    totals reset."""
+    means = {k: float(v) / count for k, v in jax.device_get(loop.totals).items()}
+    return loop._replace(totals=self._zeros_like(loop.totals)), means
+
+
+class FusedLoop(_Loop):
   """Runs train steps on device-resident data, any number per jitted dispatch.
 
   A dispatch of k steps gives the same state and metric totals as k calls of `make_train_step`'s
@@ -152,36 +177,74 @@ class FusedLoop:
   asked (`take_means`).
   """
 
+  data_iterator = None  # No host pipeline: nothing to checkpoint beside the train state.
+
   def __init__(self, model, method: objectives.Method, task: tasks.Task,
                config: ml_collections.ConfigDict, mesh: Mesh, batcher: batching.DeviceBatcher,
                key: jax.Array):
-    self._train_step = sharding_lib.within_mesh(_train_step_fn(model, method, task, config), mesh)
-    self._batcher, self._key = batcher, key
-    self._replicated = sharding_lib.replicated(mesh)
+    super().__init__(model, method, task, config, mesh, key)
+    self._batcher = batcher
     self._multi_step = jax.jit(
         functools.partial(_multi_step, self._train_step, batcher), static_argnums=3,
         donate_argnums=0, in_shardings=(self._replicated,) * 3, out_shardings=self._replicated)
-    self._zeros_like = jax.jit(lambda tree: jax.tree.map(jnp.zeros_like, tree),
-                               out_shardings=self._replicated)
 
   def start(self, state: TrainState, step: int) -> LoopState:
     """The loop state at global step `step` (= `state.step`), with zero totals."""
     batch = {name: jax.ShapeDtypeStruct((self._batcher.batch_size, *a.shape[1:]), a.dtype)
              for name, a in self._batcher.arrays.items()}
-    metrics = jax.eval_shape(self._train_step, state, batch, self._key)[1]
-    totals = jax.device_put(jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), metrics),
-                            self._replicated)
-    return LoopState(state, self._batcher.permutation(step), totals)
+    return LoopState(state, self._batcher.permutation(step), self._zero_totals(state, batch))
 
   def run(self, loop: LoopState, num_steps: int) -> LoopState:
     """Runs `num_steps` steps in one dispatch (compiled once per distinct `num_steps`)."""
     return self._multi_step(loop, self._batcher.arrays, self._key, num_steps)
 
-  def take_means(self, loop: LoopState, count: int) -> tuple[LoopState, dict[str, float]]:
-    """Each metric's mean over the last `count` steps (waits for them), and the state with the
-    totals reset."""
-    means = {k: float(v) / count for k, v in jax.device_get(loop.totals).items()}
-    return loop._replace(totals=self._zeros_like(loop.totals)), means
+  def batch_of_step(self, step: int) -> dict[str, jax.Array]:
+    """The batch step `step` trained on (for the diagnostics)."""
+    return self._batcher.batch(step)
+
+
+def _fed_step(train_step: TrainStep, loop: LoopState, batch: dict, key: jax.Array) -> LoopState:
+  """One train step on a batch fed from the host, its metrics added to the totals."""
+  train, metrics = train_step(loop.train, batch, key)
+  return LoopState(train, loop.permutation, jax.tree.map(jnp.add, loop.totals, metrics))
+
+
+class StreamLoop(_Loop):
+  """Runs train steps on batches a Grain pipeline reads on the hosts (`streaming.StreamBatcher`),
+  one jitted dispatch per step.
+
+  Same interface as `FusedLoop`. The pipeline's iterator (`data_iterator`) is what the
+  checkpoints save beside the state; restore it before `start` to resume (see
+  `checkpointing.Checkpointer.restore_data_iterator`).
+  """
+
+  def __init__(self, model, method: objectives.Method, task: tasks.Task,
+               config: ml_collections.ConfigDict, mesh: Mesh, batcher: streaming.StreamBatcher,
+               key: jax.Array):
+    super().__init__(model, method, task, config, mesh, key)
+    self._batcher = batcher
+    self._step = jax.jit(functools.partial(_fed_step, self._train_step), donate_argnums=0,
+                         in_shardings=(self._replicated, batcher.sharding, self._replicated),
+                         out_shardings=self._replicated)
+    self.data_iterator = batcher.iterator()
+
+  def start(self, state: TrainState, step: int) -> LoopState:
+    """The loop state at global step `step` (= `state.step`, which `data_iterator` must be at),
+    with zero totals."""
+    del step  # The iterator holds the position.
+    batch = {name: jax.ShapeDtypeStruct((self._batcher.batch_size, *a.shape[1:]), a.dtype)
+             for name, a in self._batcher.local_batch(0).items()}
+    return LoopState(state, None, self._zero_totals(state, batch))
+
+  def run(self, loop: LoopState, num_steps: int) -> LoopState:
+    """Runs the next `num_steps` steps, each on the next batch of the pipeline."""
+    for _ in range(num_steps):
+      loop = self._step(loop, self._batcher.to_global(next(self.data_iterator)), self._key)
+    return loop
+
+  def batch_of_step(self, step: int) -> dict[str, jax.Array]:
+    """The batch step `step` trained on (read again, for the diagnostics)."""
+    return self._batcher.batch(step)
 
 
 def _steps_in_next_dispatch(step: int, config: ml_collections.ConfigDict) -> int:
@@ -259,11 +322,18 @@ def _check_finite(loop: LoopState, checkpointer: checkpointing.Checkpointer, las
 
 def _evaluate(config: ml_collections.ConfigDict, task: tasks.Task, model, params,
               mesh: Mesh) -> dict[str, Any]:
-  """The task's end-of-run metrics, or none when `eval.at_end` is False."""
+  """The task's end-of-run metrics, or none when `eval.at_end` is False.
+
+  In a multi-process job every process evaluates on its own devices (the evaluations read host
+  arrays whole), with the same result; process 0 writes it.
+  """
   if not config.eval.get("at_end", True):
     logging.info("Skipping the end-of-run evaluation (eval.at_end=False).")
     return {}
   start = time.perf_counter()
+  if jax.process_count() > 1:
+    mesh = sharding_lib.make_data_mesh(jax.local_devices())
+    params = sharding_lib.local_copy(params, mesh)
   metrics = task.evaluate(model, params, mesh)
   logging.info("Evaluation took %.1f s.", time.perf_counter() - start)
   return metrics
@@ -284,14 +354,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   workdir.mkdir(parents=True, exist_ok=True)
   logging.info("Mesh: %d device(s) %s", mesh.devices.size, mesh.devices.tolist())
 
-  # Input: the training set lives on the devices; batches are gathered there.
+  # Input: the training set lives on the devices, batches gathered there ("device"); or each
+  # process streams its rows of every batch from the host ("stream").
   phase_start = time.perf_counter()
   method = objectives.get_method(config.loss.method)
   task = tasks.build_task(config)
   config = task.save_assets(workdir, config)  # E.g. a vocabulary the saved config points at.
-  batcher = batching.DeviceBatcher(task.train_arrays, config.data.batch_size, mesh,
-                                   seed=config.seed)
-  logging.info("Data loaded and placed on the devices in %.1f s.",
+  streamed = config.data.get("pipeline", "device") == "stream"
+  if streamed:
+    batcher = streaming.StreamBatcher(
+        task.train_source(), config.data.batch_size, mesh, config.seed, config.train.num_steps,
+        config.data.get("reader_threads", 2), config.data.get("prefetch_batches", 4))
+  else:
+    batcher = batching.DeviceBatcher(task.train_arrays, config.data.batch_size, mesh,
+                                     seed=config.seed)
+  logging.info("Data loaded%s in %.1f s.", "" if streamed else " and placed on the devices",
                time.perf_counter() - phase_start)
 
   # Model, optimiser and state.
@@ -312,12 +389,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         f"train.num_steps={config.train.num_steps} is below the step of the latest checkpoint "
         f"({start_step}) in {checkpointer.directory}; pass --config.train.num_steps={start_step} "
         "(or more) to evaluate or continue that run, or use a new --workdir.")
+  # Loop: k steps per dispatch, metrics logged and state checkpointed at their cadences.
+  fused = (StreamLoop if streamed else FusedLoop)(model, method, task, config, mesh, batcher,
+                                                  train_key)
   if start_step:
     state = checkpointer.restore_state(checkpointing.abstract_like(state), start_step)
+    if fused.data_iterator is not None:
+      checkpointer.restore_data_iterator(fused.data_iterator, start_step)
     logging.info("Resumed from the checkpoint of step %d.", start_step)
-
-  # Loop: k steps per dispatch, metrics logged and state checkpointed at their cadences.
-  fused = FusedLoop(model, method, task, config, mesh, batcher, train_key)
   loop = fused.start(state, start_step)
   # Diagnostics of the contrastive term, on the last step's batch at every log step.
   diagnose = make_diagnostics_step(model, method, task, config, mesh)
@@ -342,14 +421,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       means["examples_per_sec"] = count * config.data.batch_size / (
           time.perf_counter() - interval_start)
       last_diagnostics = {k: float(v) for k, v in jax.device_get(
-          diagnose(loop.train.params, batcher.batch(step - 1), train_key, step - 1)).items()}
+          diagnose(loop.train.params, fused.batch_of_step(step - 1), train_key,
+                   step - 1)).items()}
       writer.write(step, {**means, **last_diagnostics})
       progress.log(step, means)
       last_good_step = step
       count, interval_start = 0, time.perf_counter()
     if step % config.checkpoint.every_steps == 0 or step == num_steps:
       _check_finite(loop, checkpointer, last_good_step, step)
-      checkpointer.save(step, loop.train, config)
+      checkpointer.save(step, loop.train, config, fused.data_iterator)
   progress.close()
   checkpointer.wait_until_finished()
   logging.info("Training done.")

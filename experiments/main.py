@@ -13,7 +13,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cmim_jax import compilation_cache, training
+from cmim_jax import compilation_cache, distributed, training
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and summary.")
@@ -43,8 +43,8 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = flags.FLAGS.config
   compilation_cache.enable(config.get("compilation_cache_dir", ""))
-  if config.distributed:
-    jax.distributed.initialize()
+  if config.get("distributed", False):
+    distributed.initialize()
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(), jax.process_count(),
                jax.local_devices())
   logging.info("Config:\n%s", config)

@@ -25,7 +25,7 @@ import dataclasses
 import gzip
 import pathlib
 import zlib
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import ml_collections
 import numpy as np
@@ -121,10 +121,21 @@ def read_smiles_file(path: str | pathlib.Path, smiles_column: str = "SMILES",
                      skipped: collections.Counter | None = None) -> list[str]:
   """All SMILES in a .csv/.csv.gz (column `smiles_column`) or .smi/.smi.gz file, in file order.
 
+  See `iter_smiles_file`, which this collects.
+  """
+  return list(iter_smiles_file(path, smiles_column, skipped))
+
+
+def iter_smiles_file(path: str | pathlib.Path, smiles_column: str = "SMILES",
+                     skipped: collections.Counter | None = None) -> Iterator[str]:
+  """The SMILES of a .csv/.csv.gz (column `smiles_column`) or .smi/.smi.gz file, in file order,
+  read one line at a time (the file is never held whole).
+
   A .smi line is `SMILES [anything else]`; blank lines, `#` comments and a header line whose first
   field is `smiles_column` are skipped. CSV rows without a SMILES in that column are skipped and
   counted in `skipped` ("no_smiles"), as are lines that are not UTF-8 ("not_utf8"); without a
-  `skipped` counter such a line is an error naming the file and line.
+  `skipped` counter such a line is an error naming the file and line. The file is checked (it
+  exists, its type, its header) on the call, not at the first SMILES.
   """
   path = pathlib.Path(path)
   if not path.is_file():
@@ -137,23 +148,28 @@ def read_smiles_file(path: str | pathlib.Path, smiles_column: str = "SMILES",
     if header is None:
       raise DataError(f"{path} is empty; it needs a header line naming the {smiles_column!r} "
                       "column and one SMILES per row.")
-    column = _find_column(header, smiles_column, path)
-    out = []
-    for row in reader:
-      if len(row) > column and row[column].strip():
-        out.append(row[column].strip())
-      elif any(cell.strip() for cell in row) and skipped is not None:
-        skipped["no_smiles"] += 1
-    return out
-  out = []
+    return _csv_smiles(reader, _find_column(header, smiles_column, path), skipped)
+  return _smi_smiles(lines, smiles_column)
+
+
+def _csv_smiles(reader, column: int, skipped: collections.Counter | None) -> Iterator[str]:
+  for row in reader:
+    if len(row) > column and row[column].strip():
+      yield row[column].strip()
+    elif any(cell.strip() for cell in row) and skipped is not None:
+      skipped["no_smiles"] += 1
+
+
+def _smi_smiles(lines, smiles_column: str) -> Iterator[str]:
+  emitted = False
   for line in lines:
     fields = line.split()
     if not fields or fields[0].startswith("#"):
       continue
-    if not out and fields[0].lower() == smiles_column.lower():
+    if not emitted and fields[0].lower() == smiles_column.lower():
       continue
-    out.append(fields[0])
-  return out
+    emitted = True
+    yield fields[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,7 +256,7 @@ class Corpus:
   skipped_rows: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
-def _subsample(items: list[str], limit: int, rng: np.random.Generator) -> list[str]:
+def subsample(items: list[str], limit: int, rng: np.random.Generator) -> list[str]:
   """A random `limit` of `items` in random order (all of them, shuffled, when limit <= 0)."""
   order = rng.permutation(len(items))
   if limit > 0:
@@ -293,7 +309,7 @@ def load_corpus(data_config: ml_collections.ConfigDict, seed: int) -> Corpus:
   skipped = collections.Counter()
   if data_config.get("corpus_path"):
     path = pathlib.Path(data_config.corpus_path)
-    smiles = _subsample(read_smiles_file(path, data_config.smiles_column, skipped), 0, rng)
+    smiles = subsample(read_smiles_file(path, data_config.smiles_column, skipped), 0, rng)
     num_test = data_config.num_test_molecules
     if num_test >= len(smiles):
       raise DataError(f"{path} has {len(smiles)} SMILES, not more than "
@@ -307,9 +323,9 @@ def load_corpus(data_config: ml_collections.ConfigDict, seed: int) -> Corpus:
                      "data.corpus_path to a .csv/.csv.gz/.smi file.")
   train_path, source = moses_file("train", data_config)
   test_path, _ = moses_file("test", data_config)
-  train = _subsample(read_smiles_file(train_path, "SMILES", skipped),
+  train = subsample(read_smiles_file(train_path, "SMILES", skipped),
                      data_config.max_train_molecules, rng)
-  test = _subsample(read_smiles_file(test_path, "SMILES", skipped), data_config.num_test_molecules,
+  test = subsample(read_smiles_file(test_path, "SMILES", skipped), data_config.num_test_molecules,
                     rng)
   return Corpus(train, test, f"moses:{source}", dict(skipped))
 

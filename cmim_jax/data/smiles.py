@@ -18,7 +18,7 @@ import os
 import pathlib
 import re
 import tempfile
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -143,7 +143,12 @@ class Vocabulary:
 def build_vocabulary(tokenized: Iterable[Sequence[str]], min_count: int = 1) -> Vocabulary:
   """The special tokens, then every token seen at least `min_count` times, most frequent first
   (ties in lexical order), so the same corpus always gives the same ids."""
-  counts = collections.Counter(token for tokens in tokenized for token in tokens)
+  return vocabulary_from_counts(
+      collections.Counter(token for tokens in tokenized for token in tokens), min_count)
+
+
+def vocabulary_from_counts(counts: Mapping[str, int], min_count: int = 1) -> Vocabulary:
+  """`build_vocabulary` from token -> number of occurrences."""
   kept = sorted((t for t, c in counts.items() if c >= min_count and t not in SPECIAL_TOKENS),
                 key=lambda t: (-counts[t], t))
   return Vocabulary(SPECIAL_TOKENS + tuple(kept))

@@ -10,13 +10,16 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from cmim_jax.data import streaming
+
 
 class Task(abc.ABC):
   """Data and evaluation of one modality.
 
   Attributes:
     source: which data source served the data (logged and written to the summary).
-    train_arrays: name -> host array [N, ...] that the train step's batches are gathered from.
+    train_arrays: name -> host array [N, ...] that the train step's batches are gathered from
+      (`data.pipeline="device"`).
     example_input: a model input [2, ...] (after `preprocess`) used to initialise parameters.
     input_rows: for the summary, counts of the input rows read, kept and skipped per cause
       (empty when the task skips none).
@@ -30,6 +33,11 @@ class Task(abc.ABC):
   example_input: np.ndarray
   input_rows: Mapping[str, Any] = {}
   raw_inputs_are_features: bool = False
+
+  def train_source(self) -> streaming.RowSource:
+    """The training rows the streaming pipeline reads (`data.pipeline="stream"`); by default
+    `train_arrays`. A task over a corpus too large for memory reads them from a file instead."""
+    return streaming.ArraySource(self.train_arrays)
 
   @abc.abstractmethod
   def build_model(self, model_config) -> Any:

@@ -17,13 +17,14 @@ import pathlib
 
 import jax
 import ml_collections
+from jax.experimental import multihost_utils
 import numpy as np
 from absl import logging
 from jax.sharding import Mesh
 
 from cmim_jax import embeddings
 from cmim_jax import sharding as sharding_lib
-from cmim_jax.data import molecules
+from cmim_jax.data import download, molecules, streaming, token_file
 from cmim_jax.data import smiles as smiles_lib
 from cmim_jax.errors import DataError
 from cmim_jax.models import gaussian, sequence
@@ -49,6 +50,8 @@ def _run_batched(fn, mesh: Mesh, params, inputs: np.ndarray, batch_size: int) ->
     padding = batch_size - len(batch)
     if padding:
       batch = np.concatenate([batch, np.zeros((padding, *batch.shape[1:]), batch.dtype)])
+    batch = jax.device_put(batch, sharding_lib.batch_sharded(mesh))  # (No numpy into a
+    # multi-process job's jit.)
     outputs.append(np.asarray(jax.device_get(fn(params, batch)))[:batch_size - padding])
   return np.concatenate(outputs)
 
@@ -186,6 +189,74 @@ class SmilesTask(_SmilesTaskBase):
             **self.generation_metrics(model, params, mesh, tokens)}
 
 
+class StreamedSmilesTask(SmilesTask):
+  """`SmilesTask` over a corpus too large for memory (`data.pipeline="stream"`).
+
+  The training file is converted once, streaming, into a token file
+  (`cmim_jax.data.token_file`) in `data.token_file_dir` (default: token_files/ in the data cache),
+  which training reads a batch's rows at a time; nothing holds the corpus. Held out: MOSES's test
+  file (`data.num_test_molecules` random ones of it, read as in `SmilesTask`); for
+  `data.corpus_path`, its first `data.num_test_molecules` usable SMILES, training on the rest.
+  `data.max_train_molecules > 0` trains on the first that many training rows (not a random subset).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict):  # pylint: disable=super-init-not-called
+    data = config.data
+    vocab = smiles_lib.Vocabulary.load(data.vocab_path) if data.vocab_path else None
+    if data.get("corpus_path"):
+      path, source, test = pathlib.Path(data.corpus_path), f"file:{data.corpus_path}", None
+    else:
+      path, source = molecules.moses_file("train", data)
+      source = f"moses:{source}"
+      test_path, _ = molecules.moses_file("test", data)
+      test = molecules.subsample(molecules.read_smiles_file(test_path), data.num_test_molecules,
+                                 np.random.default_rng(config.seed))
+    tokens = self._token_file(path, data, vocab)
+    vocab, self.token_file_info = tokens.vocab, tokens.info
+    logging.info("Token file %s: %s", tokens.folder, tokens.info)
+    _SmilesTaskBase.__init__(self, config, vocab)
+    self.source = source
+    num_train = len(tokens.source)
+    if test is None:
+      num_test = data.num_test_molecules
+      if num_test >= num_train:
+        raise DataError(f"{path} has {num_train} usable SMILES, not more than "
+                        f"data.num_test_molecules={num_test}; lower it or use a larger corpus.")
+      self.test_tokens = np.asarray(tokens.tokens(0, num_test))
+      test_rows = {"read": num_test, "kept": num_test}
+      start = num_test
+    else:
+      _, test_tokens, test_counts = molecules.filter_smiles(test, data.max_length,
+                                                            canonical=data.canonicalize)
+      self.test_tokens, _ = smiles_lib.encode_batch(vocab, test_tokens, data.max_length)
+      test_rows, start = dataclasses.asdict(test_counts), 0
+    stop = start + data.max_train_molecules if data.max_train_molecules > 0 else None
+    self._train_source = tokens.source.rows(start, stop)
+    self.train_arrays = {"tokens": tokens.tokens(start, stop)}  # A memory map, for embedding.
+    self.input_rows = {"train": tokens.info["rows"], "test": test_rows,
+                       "train_rows_used": len(self._train_source)}
+
+  @staticmethod
+  def _token_file(path: pathlib.Path, data: ml_collections.ConfigDict,
+                  vocab: smiles_lib.Vocabulary | None) -> token_file.TokenFile:
+    """The token file of `path`, built by process 0 when absent (the others wait for it)."""
+    column = data.smiles_column if data.get("corpus_path") else "SMILES"
+    folder = pathlib.Path(data.get("token_file_dir") or download.cache_dir() / "token_files")
+    folder = folder / token_file.folder_name(path, column, data.max_length, data.canonicalize,
+                                             vocab)
+    if not folder.is_dir() and jax.process_index() == 0:
+      logging.info("Converting %s into the token file %s (once).", path, folder)
+      token_file.build_token_file(molecules.iter_smiles_file(path, column), folder,
+                                  data.max_length, canonical=data.canonicalize, vocab=vocab,
+                                  source=str(path))
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"token file {folder.name}")
+    return token_file.TokenFile(folder)
+
+  def train_source(self) -> streaming.RowSource:
+    return self._train_source
+
+
 class MoleculeNetTask(_SmilesTaskBase):
   """A regression set (ESOL, FreeSolv, Lipophilicity or a `smiles,target` CSV) for embedding and
   probing, tokenised with the pretraining run's vocabulary (`data.vocab_path`).
@@ -231,6 +302,8 @@ class MoleculeNetTask(_SmilesTaskBase):
 
 
 def build_smiles_task(config: ml_collections.ConfigDict) -> SmilesTask:
+  if config.data.get("pipeline", "device") == "stream":
+    return StreamedSmilesTask(config)
   return SmilesTask(config)
 
 

@@ -36,6 +36,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.data.mirrors = ()  # () = the standard public mirrors.
   config.data.download_timeout = 30.0
   config.data.batch_size = 128  # Global; a multiple of the device count.
+  # "device": the training set is placed on the devices and batches are gathered there (small
+  # data sets); "stream": each process reads its rows of every batch from the host with a Grain
+  # pipeline (large corpora; cmim_jax/data/streaming.py), with these readers and read-ahead.
+  config.data.pipeline = "device"
+  config.data.reader_threads = 2
+  config.data.prefetch_batches = 4
   config.data.binarize = True  # Dynamic binarisation: pixels ~ Bernoulli(intensity) each step.
 
   config.model = ml_collections.ConfigDict()
@@ -99,7 +105,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.eval.at_end = True  # False: no end-of-run evaluation (summary.json has no metrics).
   config.eval.max_examples = 0  # > 0: evaluate on the first N train and N test images only.
 
-  config.distributed = False  # True: call jax.distributed.initialize() (multi-host runs).
+  # True: join a multi-process job (one process per host or GPU) described by the launcher's
+  # environment (cmim_jax/distributed.py; README "Multi-process runs").
+  config.distributed = False
   # Compiled programs cached on disk: "" = $CMIM_JAX_COMPILATION_CACHE, else jax_cache in the data
   # cache folder (~/.cache/cmim_jax); "off" = no cache.
   config.compilation_cache_dir = ""

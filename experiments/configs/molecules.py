@@ -10,6 +10,9 @@ arXiv:2509.21511: a 512-d latent, here K = 8 Perceiver latents x D = 64, and τ 
 `gpu` model and schedule). The CPU default keeps K x D = 4 x 16 and τ = 0.1 so a run fits a
 2-core machine in under half an hour. Any field can be overridden, e.g. `--config.loss.method=mim`,
 `--config.data.corpus_path=my.smi` (any .csv/.csv.gz/.smi with `data.smiles_column`).
+All of MOSES, streamed from a token file built once instead of held in memory (about 1.05 GB peak
+RSS on CPU, see benchmarks/RESULTS.md):
+  --config.data.pipeline=stream --config.data.max_train_molecules=0
 
 The run writes `workdir/vocab.json` and saves `data.vocab_path` pointing at it in the checkpoint's
 config. To embed a MoleculeNet set, rebuild the task from that config with `data.name` set to
@@ -45,6 +48,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.data.canonicalize = False  # True: train on RDKit canonical SMILES.
   config.data.vocab_path = ""  # "" = build from the training corpus; the run fills it in.
   config.data.batch_size = 64  # Global; a multiple of the device count.
+  # "device": the training set is placed on the devices and batches are gathered there (small
+  # data sets); "stream": each process reads its rows of every batch from the host with a Grain
+  # pipeline (large corpora; cmim_jax/data/streaming.py), with these readers and read-ahead.
+  config.data.pipeline = "device"
+  config.data.reader_threads = 2
+  config.data.prefetch_batches = 4
+  # Stream: the corpus converted once into a token file (cmim_jax/data/token_file.py) in this
+  # folder; "" = token_files/ in the data cache folder.
+  config.data.token_file_dir = ""
   config.data.mirrors = ()  # () = the public download locations.
   config.data.download_timeout = 60.0
   config.data.download_sha256 = ""  # A digest you trust, for files without a pinned one.
@@ -95,7 +107,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.eval.num_prior_samples = 500  # z ~ N(0, I) decoded for validity / uniqueness.
   config.eval.at_end = True  # False: no end-of-run evaluation (summary.json has no metrics).
 
-  config.distributed = False  # True: call jax.distributed.initialize() (multi-host runs).
+  # True: join a multi-process job (one process per host or GPU) described by the launcher's
+  # environment (cmim_jax/distributed.py; README "Multi-process runs").
+  config.distributed = False
   # Compiled programs cached on disk: "" = $CMIM_JAX_COMPILATION_CACHE, else jax_cache in the data
   # cache folder (~/.cache/cmim_jax); "off" = no cache.
   config.compilation_cache_dir = ""

@@ -22,6 +22,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.data.num_points = 1000
   config.data.distribution = "uniform"  # "uniform" on [-1, 1]^2 or "gaussian".
   config.data.batch_size = 200
+  # "device": the training set is placed on the devices and batches are gathered there (small
+  # data sets); "stream": each process reads its rows of every batch from the host with a Grain
+  # pipeline (large corpora; cmim_jax/data/streaming.py), with these readers and read-ahead.
+  config.data.pipeline = "device"
+  config.data.reader_threads = 2
+  config.data.prefetch_batches = 4
 
   config.model.encoder = "mlp"
   config.model.decoder = "mlp_gaussian"
