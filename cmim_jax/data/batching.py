@@ -24,6 +24,13 @@ from cmim_jax import sharding as sharding_lib
 Arrays = dict[str, jax.Array]
 
 
+def check_batch_fits(batch_size: int, num_examples: int) -> None:
+  """Raises a ValueError unless one batch of `batch_size` fits in `num_examples` rows."""
+  if batch_size > num_examples:
+    raise ValueError(f"data.batch_size={batch_size} exceeds the {num_examples} training "
+                     "examples; lower data.batch_size.")
+
+
 class DeviceBatcher:
   """Serves shuffled, batch-sharded batches of arrays that stay on the devices.
 
@@ -43,10 +50,7 @@ class DeviceBatcher:
       raise ValueError(f"All arrays must have the same number of rows, got {sizes}.")
     self.num_examples = next(iter(sizes.values()))
     sharding_lib.check_batch_size(batch_size, mesh)
-    if batch_size > self.num_examples:
-      raise ValueError(
-          f"data.batch_size={batch_size} exceeds the {self.num_examples} training examples; "
-          "lower data.batch_size.")
+    check_batch_fits(batch_size, self.num_examples)
     self.batch_size = batch_size
     self.steps_per_epoch = self.num_examples // batch_size
     self.arrays = {name: sharding_lib.put_replicated(a, mesh) for name, a in arrays.items()}

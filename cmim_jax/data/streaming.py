@@ -24,6 +24,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
 from cmim_jax import sharding as sharding_lib
+from cmim_jax.data import batching
 
 
 class RowSource(Protocol):
@@ -74,10 +75,7 @@ class StreamBatcher:
                num_threads: int = 2, prefetch: int = 4):
     sharding_lib.check_batch_size(batch_size, mesh)
     self.num_examples = len(source)
-    if batch_size > self.num_examples:
-      raise ValueError(
-          f"data.batch_size={batch_size} exceeds the {self.num_examples} training examples; "
-          "lower data.batch_size.")
+    batching.check_batch_fits(batch_size, self.num_examples)
     self.batch_size = batch_size
     self.steps_per_epoch = self.num_examples // batch_size
     self.sharding = sharding_lib.batch_sharded(mesh)
