@@ -1,10 +1,13 @@
 """Image augmentations: shape, range, determinism per key, and each op's geometry."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cmim_jax import config_validation, errors
 from cmim_jax.data import augment
 from experiments.configs import mnist as mnist_config
 
@@ -77,6 +80,55 @@ def test_random_translation_is_a_shift_within_range():
   assert len(shifts) > 3  # The 16 examples use several different shifts.
 
 
+def test_resized_crop_known_values():
+  ramp = jnp.broadcast_to(jnp.arange(12.0)[:, None, None], (12, 12, 1))  # Pixel (i, j) = i.
+  # Rows [2, 8) stretched 2x: output row i samples the input at 2 + (i + 0.5) / 2 - 0.5. Jitted:
+  # the box may be traced.
+  out = np.asarray(jax.jit(augment.resized_crop)(ramp, 2.0, 0.0, 6.0, 12.0))
+  np.testing.assert_allclose(out, np.broadcast_to((1.75 + np.arange(12) / 2)[:, None, None],
+                                                  out.shape), atol=1e-5)
+  image = _images(batch=1)[0]
+  np.testing.assert_allclose(augment.resized_crop(image, 0.0, 0.0, 12.0, 12.0), image, atol=1e-6)
+
+
+def test_random_resized_crop_off_at_scale_one_and_on_below():
+  images = _images(batch=16, size=28)
+  np.testing.assert_array_equal(
+      augment.augment_batch(images, jax.random.key(0), augment.AugmentConfig(crop_min_scale=1.0)),
+      images)
+  config = augment.AugmentConfig(crop_min_scale=0.5)
+  out = augment.augment_batch(images, jax.random.key(0), config)
+  assert out.shape == images.shape and out.dtype == images.dtype
+  assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+  np.testing.assert_array_equal(out, augment.augment_batch(images, jax.random.key(0), config))
+  assert not np.allclose(out, augment.augment_batch(images, jax.random.key(1), config))
+  repeated = np.asarray(augment.augment_batch(jnp.broadcast_to(images[:1], images.shape),
+                                              jax.random.key(0), config))
+  assert len({row.tobytes() for row in repeated}) == len(repeated)  # A different box per example.
+
+
+def test_random_resized_crop_zooms_in_by_the_sampled_area():
+  # A centred bright square: a crop of area fraction s (>= min_scale) enlarges it by about 1/s
+  # wherever the square stays inside the box.
+  images = jnp.zeros((64, 28, 28, 1)).at[:, 10:18, 10:18].set(1.0)
+  out = np.asarray(augment.augment_batch(images, jax.random.key(2),
+                                         augment.AugmentConfig(crop_min_scale=0.5)))
+  mass = out.sum(axis=(1, 2, 3)) / 64.0
+  assert np.all(mass <= 1.0 / 0.5 + 0.05)  # Never more than the largest zoom, 1 / min_scale.
+  assert np.mean(mass > 1.05) > 0.5  # Most crops zoom in.
+
+
+def test_random_resized_crop_leaves_the_other_draws_unchanged():
+  # A crop of a constant image is that image, so crop + noise must equal the noise alone: the
+  # crop draws from its own key and the other ops keep their draws.
+  images = jnp.full((8, 12, 12, 1), 0.5)
+  noise_only = augment.AugmentConfig(noise_std=0.1)
+  with_crop = dataclasses.replace(noise_only, crop_min_scale=0.3)
+  np.testing.assert_allclose(augment.augment_batch(images, jax.random.key(3), with_crop),
+                             augment.augment_batch(images, jax.random.key(3), noise_only),
+                             atol=1e-6)
+
+
 def test_rotate_matches_rot90_and_zero_is_identity():
   image = _images(batch=1, size=9, channels=2)[0]
   np.testing.assert_allclose(augment.rotate(image, 90.0), np.rot90(np.asarray(image)), atol=1e-5)
@@ -114,6 +166,8 @@ def test_gaussian_noise_statistics_and_clipping():
 
 
 @pytest.mark.parametrize("kwargs, field", [
+    (dict(crop_min_scale=0.0), "augment.crop_min_scale"),
+    (dict(crop_min_scale=1.5), "augment.crop_min_scale"),
     (dict(max_shift=-1), "augment.max_shift"),
     (dict(max_rotation_degrees=200.0), "augment.max_rotation_degrees"),
     (dict(erase_probability=1.5), "augment.erase_probability"),
@@ -123,6 +177,19 @@ def test_gaussian_noise_statistics_and_clipping():
 def test_bad_settings_name_the_field(kwargs, field):
   with pytest.raises(ValueError, match=field):
     augment.AugmentConfig(**kwargs)
+
+
+def test_config_validation_reports_a_bad_crop_scale():
+  config = mnist_config.get_config()
+  config.augment.crop_min_scale = 0.0
+  with pytest.raises(errors.ConfigError, match="augment.crop_min_scale"):
+    config_validation.validate(config, num_devices=1)
+
+
+def test_configs_without_crop_min_scale_read_as_off():
+  config = mnist_config.get_config().augment
+  del config["crop_min_scale"]
+  assert augment.AugmentConfig.from_config(config).crop_min_scale == 1.0
 
 
 def test_bad_inputs_say_what_to_change():

@@ -2,8 +2,9 @@
 
 Each op maps one image [H, W, C] with pixels in [0, 1] to an image of the same shape, dtype and
 range. `augment_batch` gives every example its own key (split from one batch key) and runs the
-chain translate -> rotate -> erase -> noise under `jax.vmap`, jit-compiled. An op whose strength
-is 0 in `AugmentConfig` is left out at trace time, so the default config is the identity.
+chain crop -> translate -> rotate -> erase -> noise under `jax.vmap`, jit-compiled. An op whose
+strength is 0 in `AugmentConfig` (crop_min_scale 1) is left out at trace time, so the default
+config is the identity.
 
 cMIM, MIM and the VAEs need no positive pairs, so the training code applies these ops only to the
 views of the methods that ask for them (`Method.num_views`), unless the config says otherwise.
@@ -20,13 +21,17 @@ import jax.numpy as jnp
 import ml_collections
 
 _LOG_MAX_ERASE_ASPECT = math.log(3.0)  # Erased rectangles have height/width in [1/3, 3].
+_LOG_MAX_CROP_ASPECT = math.log(4.0 / 3.0)  # Crops have width/height in [3/4, 4/3] (SimCLR's).
 
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-  """Strengths of the augmentations; 0 turns an op off (all off by default).
+  """Strengths of the augmentations; 0 (crop_min_scale: 1) turns an op off (all off by default).
 
   Attributes:
+    crop_min_scale: random resized crop (SimCLR, Chen et al. 2020): a box covering a uniform
+      fraction in [crop_min_scale, 1] of the image area, resized back to H x W (bilinear);
+      1 = off.
     max_shift: translation: pad by this many zero pixels, crop at a uniform integer offset in
       [-max_shift, max_shift] along each axis.
     max_rotation_degrees: rotation about the centre by a uniform angle in [-max, max] degrees,
@@ -36,6 +41,7 @@ class AugmentConfig:
     noise_std: standard deviation of additive Gaussian noise; the result is clipped to [0, 1].
   """
 
+  crop_min_scale: float = 1.0
   max_shift: int = 0
   max_rotation_degrees: float = 0.0
   erase_probability: float = 0.0
@@ -44,6 +50,9 @@ class AugmentConfig:
 
   def __post_init__(self):
     problems = []
+    if not 0.0 < self.crop_min_scale <= 1.0:
+      problems.append(f"augment.crop_min_scale must be in (0, 1] (1 = off), got "
+                      f"{self.crop_min_scale!r}")
     if not isinstance(self.max_shift, int) or self.max_shift < 0:
       problems.append(f"augment.max_shift must be an integer >= 0, got {self.max_shift!r}")
     if not 0.0 <= self.max_rotation_degrees < 180.0:
@@ -62,12 +71,25 @@ class AugmentConfig:
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> AugmentConfig:
-    """Reads the fields of the same names from `config.augment`."""
-    return cls(max_shift=int(config.max_shift),
+    """Reads the fields of the same names from `config.augment` (crop_min_scale may be absent, as
+    in configs saved before it existed: 1, off)."""
+    return cls(crop_min_scale=float(config.get("crop_min_scale", 1.0)),
+               max_shift=int(config.max_shift),
                max_rotation_degrees=float(config.max_rotation_degrees),
                erase_probability=float(config.erase_probability),
                erase_area=tuple(float(a) for a in config.erase_area),
                noise_std=float(config.noise_std))
+
+
+def resized_crop(image: jax.Array, top: jax.Array, left: jax.Array, crop_height: jax.Array,
+                 crop_width: jax.Array) -> jax.Array:
+  """The box [top, top + crop_height) x [left, left + crop_width) of [H, W, C] (real-valued, in
+  pixels, inside the image) stretched to H x W by bilinear interpolation: [H, W, C]."""
+  height, width, channels = image.shape
+  scale = jnp.stack([height / crop_height, width / crop_width]).astype(jnp.float32)
+  translation = -jnp.stack([top, left]).astype(jnp.float32) * scale
+  return jax.image.scale_and_translate(image, (height, width, channels), (0, 1), scale,
+                                       translation, "linear").astype(image.dtype)
 
 
 def translate(image: jax.Array, shift_rows: jax.Array, shift_cols: jax.Array,
@@ -120,9 +142,24 @@ def _uniform_int(u: jax.Array, low, high) -> jax.Array:
   return jnp.minimum(low + jnp.floor(u * (high - low + 1)), high).astype(jnp.int32)
 
 
-def augment_image(key: jax.Array, image: jax.Array, config: AugmentConfig) -> jax.Array:
-  """The configured chain on one image [H, W, C] in [0, 1]: translate, rotate, erase, noise.
+def _random_resized_crop(key: jax.Array, image: jax.Array, min_scale: float) -> jax.Array:
+  """`resized_crop` of [H, W, C] at a box drawn as `augment_image` describes: [H, W, C]."""
+  height, width, _ = image.shape
+  u = jax.random.uniform(key, (4,))
+  area = (min_scale + u[0] * (1.0 - min_scale)) * height * width
+  aspect = jnp.exp((2.0 * u[1] - 1.0) * _LOG_MAX_CROP_ASPECT)
+  crop_height = jnp.minimum(jnp.sqrt(area / aspect), height)
+  crop_width = jnp.minimum(jnp.sqrt(area * aspect), width)
+  return resized_crop(image, u[2] * (height - crop_height), u[3] * (width - crop_width),
+                      crop_height, crop_width)
 
+
+def augment_image(key: jax.Array, image: jax.Array, config: AugmentConfig) -> jax.Array:
+  """The configured chain on one image [H, W, C] in [0, 1]: crop, translate, rotate, erase, noise.
+
+  crop: a box of uniform area fraction in [crop_min_scale, 1] and log-uniform aspect ratio
+    (width/height) in [3/4, 4/3], its sides clipped to the image, at a uniform position inside it,
+    resized back to H x W.
   translate: a uniform integer shift in [-max_shift, max_shift] per axis.
   rotate: a uniform angle in [-max_rotation_degrees, max_rotation_degrees].
   erase (random erasing, Zhong et al. 2020): with probability erase_probability, one rectangle
@@ -133,6 +170,9 @@ def augment_image(key: jax.Array, image: jax.Array, config: AugmentConfig) -> ja
   height, width, _ = image.shape
   uniform_key, noise_key = jax.random.split(key)
   u = jax.random.uniform(uniform_key, (8,))  # One draw for every scalar parameter below.
+  if config.crop_min_scale < 1.0:
+    # Its own key, folded in, so the draws of the other ops stay those they had before the crop.
+    image = _random_resized_crop(jax.random.fold_in(key, 1), image, config.crop_min_scale)
   if config.max_shift:
     image = translate(image, _uniform_int(u[0], -config.max_shift, config.max_shift),
                       _uniform_int(u[1], -config.max_shift, config.max_shift), config.max_shift)

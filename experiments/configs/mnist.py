@@ -81,6 +81,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # Augmentations that make the two views of the InfoNCE methods (0 turns an op off). Methods
   # without views (cMIM, MIM, VAEs) train on unaugmented inputs unless apply_to_inputs is True.
   config.augment = ml_collections.ConfigDict()
+  # Random resized crop: a box of area fraction in [crop_min_scale, 1], resized to 28x28; 1 = off.
+  config.augment.crop_min_scale = 1.0
   config.augment.max_shift = 2  # Pixels; pad-and-crop translation.
   config.augment.max_rotation_degrees = 15.0
   config.augment.erase_probability = 0.5  # Random erasing of one rectangle...
