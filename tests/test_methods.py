@@ -32,7 +32,8 @@ def _config(method="cmim", architecture="mlp"):
   config.loss.projection_dim = 8
   config.train.learning_rate = 3e-3
   # Two cheap ops keep the views' compile short here; test_augment.py covers every op.
-  config.augment.update(max_shift=1, max_rotation_degrees=0.0, erase_probability=0.0)
+  config.augment.update(max_shift=1, max_rotation_degrees=0.0, erase_probability=0.0,
+                        crop_min_scale=1.0)
   return config
 
 

@@ -24,7 +24,8 @@ def _config(method, block_size):
   config.model.hidden_sizes = (16,)
   config.loss.projection_hidden = 8
   config.loss.projection_dim = 4
-  config.augment.update(max_shift=1, max_rotation_degrees=0.0, erase_probability=0.0)
+  config.augment.update(max_shift=1, max_rotation_degrees=0.0, erase_probability=0.0,
+                        crop_min_scale=1.0)
   return config
 
 
