@@ -378,8 +378,8 @@ from cmim_jax import checkpointing, training
 workdir = pathlib.Path(sys.argv[1])
 original_save = checkpointing.Checkpointer.save
 
-def save_then_hang(self, step, state, config):
-  original_save(self, step, state, config)
+def save_then_hang(self, step, state, config, *args, **kwargs):
+  original_save(self, step, state, config, *args, **kwargs)
   if step == 6:  # Orbax is writing step 6 in the background; step 3 is complete.
     (workdir.parent / "saving").touch()
     time.sleep(600)
