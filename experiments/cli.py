@@ -57,6 +57,16 @@ def quiet_third_party_logs() -> None:
     handler.addFilter(_OwnInfoOnly())
 
 
+def python_command() -> str:
+  """How to call this interpreter in a suggested next command: its path relative to the working
+  folder when it lies inside it (`.venv/bin/python`), else plain `python`."""
+  executable = pathlib.Path(sys.executable)
+  try:
+    return str(executable.relative_to(pathlib.Path.cwd()))
+  except ValueError:
+    return "python"
+
+
 def verbose() -> bool:
   return _VERBOSE.value or os.environ.get(VERBOSE_ENV_VAR, "") not in ("", "0")
 

@@ -41,8 +41,9 @@ def main(argv):
   paths = embed.write_embeddings(trained, out_dir, _SPLIT.value, _BATCH_SIZE.value)
   probe_args = f"--workdir={_WORKDIR.value}" + (f" --embeddings_dir={out_dir}"
                                                  if _OUT_DIR.value else "")
-  logging.info("Embedding took %.1f s; wrote %s. Next: python -m experiments.probe %s",
-               time.perf_counter() - start, ", ".join(map(str, paths.values())), probe_args)
+  logging.info("Embedding took %.1f s; wrote %s. Next: %s -m experiments.probe %s",
+               time.perf_counter() - start, ", ".join(map(str, paths.values())),
+               cli.python_command(), probe_args)
 
 
 if __name__ == "__main__":

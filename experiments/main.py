@@ -35,7 +35,7 @@ def human_summary(summary: Mapping[str, Any], workdir: str) -> str:
         if "input_rows" in summary else []),
       f"Files: {workdir / 'summary.json'}, {workdir / 'metrics.jsonl'}, "
       f"{workdir / 'checkpoints'}/, {workdir / 'tensorboard'}/",
-      f"Next: python -m experiments.embed --workdir={workdir}"])
+      f"Next: {cli.python_command()} -m experiments.embed --workdir={workdir}"])
 
 
 def main(argv):
