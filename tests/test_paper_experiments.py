@@ -157,3 +157,13 @@ def test_contrastive_sweep_smoke_scores_on_a_validation_split_from_train(tmp_pat
   assert all((train == row).all(axis=1).any() for row in validation)
   assert "val KNN-5 acc" in (out / "report.md").read_text()
   assert "val linear acc" in (out / "report.md").read_text()
+
+
+def test_infonce_augment_smoke_scores_settings_and_raw_pixels_on_validation(tmp_path,
+                                                                           synthetic_mnist_dir):
+  run_script("infonce_augment", f"--out={tmp_path}", f"--data_dir={synthetic_mnist_dir}")
+  content = json.loads((tmp_path / "infonce_augment_smoke" / "results.json").read_text())
+  assert len(content["rows"]) == 2 and content["best"] in {r["setting"] for r in content["rows"]}
+  for row in content["rows"]:
+    assert len(row["linear_accuracy"]) == 1 and 0 < row["linear_accuracy"][0] <= 1
+  assert 0 < content["raw_pixels_linear_accuracy"] <= 1

@@ -142,6 +142,15 @@ def embed_and_probe(run_dir: pathlib.Path, out_dir: pathlib.Path,
   return json.loads(results_path.read_text())
 
 
+def linear_accuracy_of_mean(run_dir: pathlib.Path) -> float:
+  """Accuracy of the JAX linear probe on the run's mean encoding (all training rows, scored on
+  its test split), embedding and probing into `run_dir` first unless done."""
+  settings = evaluate.ProbeSettings(max_train=None, num_seeds=1, probes=("linear",),
+                                    embeddings=("mean",))
+  probed = embed_and_probe(run_dir, run_dir, settings, num_devices=1)
+  return probed["results"]["linear"]["mean"]["accuracy"]["mean"]
+
+
 def command_line(module: str) -> str:
   """The command that reran this process: 'python -m MODULE --flag=value ...'."""
   return " ".join(["python -m", module, *sys.argv[1:]])

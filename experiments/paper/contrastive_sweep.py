@@ -29,7 +29,6 @@ from absl import flags
 
 from cmim_jax import errors
 from cmim_jax.data import idx, mnist
-from cmim_jax.probes import evaluate
 from experiments import cli
 from experiments.configs import mnist as mnist_config
 from experiments.paper import common, stats
@@ -89,6 +88,15 @@ def write_validation_split(data_config: ml_collections.ConfigDict, folder: pathl
     idx.write_idx(folder / image_name, images[rows].reshape(len(rows), *images.shape[1:3]))
     idx.write_idx(folder / label_name, labels[rows].astype(np.uint8))
   return folder
+
+
+def validation_split(mnist_dir: str, folder: pathlib.Path, preset: dict) -> pathlib.Path:
+  """`write_validation_split` of the MNIST in `mnist_dir` ('' = the loaders' default) with the
+  preset's num_train and num_validation."""
+  data_config = mnist_config.get_config().data
+  data_config.data_dir = mnist_dir
+  return write_validation_split(data_config, folder, preset["num_train"],
+                                preset["num_validation"])
 
 
 def run_keys(preset: dict) -> list[tuple]:
@@ -252,21 +260,15 @@ def main(argv):
   start = time.perf_counter()
   preset = PRESETS[FLAGS.preset]
   out_dir = pathlib.Path(FLAGS.out) / f"contrastive_sweep_{FLAGS.preset}"
-  data_config = mnist_config.get_config().data
-  data_config.data_dir = FLAGS.data_dir
-  data_dir = write_validation_split(data_config, out_dir / "data", preset["num_train"],
-                                    preset["num_validation"])
+  data_dir = validation_split(FLAGS.data_dir, out_dir / "data", preset)
   keys = run_keys(preset)
   workdirs = {key: out_dir / "runs" / run_name(key) for key in keys}
   summaries = dict(zip(keys, common.run_all(
       [(run_config(key, preset, data_dir), workdirs[key]) for key in keys], FLAGS.processes,
       num_devices=1)))
-  linear = evaluate.ProbeSettings(max_train=None, num_seeds=1, probes=("linear",),
-                                  embeddings=("mean",))
   for key in keys:  # The validation split is the runs' "test" split.
-    probed = common.embed_and_probe(workdirs[key], workdirs[key], linear, num_devices=1)
-    summaries[key] = dict(summaries[key], **{
-        LINEAR_SCORE: probed["results"]["linear"]["mean"]["accuracy"]["mean"]})
+    summaries[key] = dict(summaries[key],
+                          **{LINEAR_SCORE: common.linear_accuracy_of_mean(workdirs[key])})
   rows = aggregate(summaries)
   wall_s = time.perf_counter() - start
   common.write_json(out_dir / "results.json", {

@@ -22,7 +22,7 @@ import numpy as np
 from absl import flags
 
 from cmim_jax.data import mnist
-from cmim_jax.probes import evaluate, linear
+from cmim_jax.probes import linear
 from experiments import cli
 from experiments.configs import mnist as mnist_config
 from experiments.paper import common, contrastive_sweep
@@ -46,12 +46,12 @@ SETTINGS = {
 }
 PRESETS = {
     # Seconds, on a tiny split: two settings, a tiny MLP.
-    "smoke": dict(settings=tuple(SETTINGS)[:2], seeds=1, num_steps=12, batch_size=32, hidden_sizes=(16,),
-                  num_train=384, num_validation=128),
+    "smoke": dict(settings=tuple(SETTINGS)[:2], seeds=1, num_steps=12, batch_size=32,
+                  hidden_sizes=(16,), num_train=384, num_validation=128),
     # The 2-core CPU: every setting with 2 seeds, the default MLP (512-512), 1,500 steps of 128 on
     # 10,000 training digits (19 epochs), scored on 5,000 validation digits.
-    "cpu": dict(settings=tuple(SETTINGS), seeds=2, num_steps=1500, batch_size=128, hidden_sizes=(512, 512),
-                num_train=10_000, num_validation=5_000),
+    "cpu": dict(settings=tuple(SETTINGS), seeds=2, num_steps=1500, batch_size=128,
+                hidden_sizes=(512, 512), num_train=10_000, num_validation=5_000),
 }
 
 
@@ -114,24 +114,18 @@ def main(argv):
   start = time.perf_counter()
   preset = PRESETS[FLAGS.preset]
   out_dir = pathlib.Path(FLAGS.out) / f"infonce_augment_{FLAGS.preset}"
-  data_config = mnist_config.get_config().data
-  data_config.data_dir = FLAGS.data_dir
-  data_dir = contrastive_sweep.write_validation_split(
-      data_config, out_dir / "data", preset["num_train"], preset["num_validation"])
+  data_dir = contrastive_sweep.validation_split(FLAGS.data_dir, out_dir / "data", preset)
   raw_accuracy = raw_pixel_accuracy(data_dir)
   # Seed-major: every setting's seed 0 runs before any seed 1.
   keys = [(s, seed) for seed in range(preset["seeds"]) for s in preset["settings"]]
   workdirs = [out_dir / "runs" / run_name(*key) for key in keys]
   summaries = common.run_all([(run_config(*key, preset, data_dir), w)
                               for key, w in zip(keys, workdirs)], processes=1, num_devices=1)
-  probe = evaluate.ProbeSettings(max_train=None, num_seeds=1, probes=("linear",),
-                                 embeddings=("mean",))
   rows = {s: dict(setting=s, overrides=SETTINGS[s], linear_accuracy=[], knn5_accuracy=[],
                   wall_time_s=[]) for s in preset["settings"]}
   for (setting, _), workdir, summary in zip(keys, workdirs, summaries):
-    probed = common.embed_and_probe(workdir, workdir, probe, num_devices=1)
     row = rows[setting]
-    row["linear_accuracy"].append(probed["results"]["linear"]["mean"]["accuracy"]["mean"])
+    row["linear_accuracy"].append(common.linear_accuracy_of_mean(workdir))
     row["knn5_accuracy"].append(summary["knn5_accuracy_mean"])
     row["wall_time_s"].append(summary["wall_time_s"])
   rows = list(rows.values())
@@ -145,7 +139,8 @@ def main(argv):
       f"# InfoNCE augmentations on validation ({FLAGS.preset} preset)\n\n"
       f"Command: `{command}`  \nMachine: {common.machine_description()}; wall time "
       f"{wall_s / 60:.1f} min (runs already done are not repeated).  \n"
-      f"infonce, {preset['seeds']} seed(s) per setting, {preset['num_steps']} steps of {preset['batch_size']}, "
+      f"infonce, {preset['seeds']} seed(s) per setting, {preset['num_steps']} steps of "
+      f"{preset['batch_size']}, "
       f"MLP {tuple(preset['hidden_sizes'])}, on {preset['num_train']:,} MNIST training digits; "
       f"scored on {preset['num_validation']:,} other MNIST training digits (validation; the test "
       "set is not used). Best on the mean linear-probe accuracy: "
