@@ -99,6 +99,19 @@ def validation_split(mnist_dir: str, folder: pathlib.Path, preset: dict) -> path
                                 preset["num_validation"])
 
 
+def validation_run_config(seed: int, preset: dict,
+                          data_dir: pathlib.Path) -> ml_collections.ConfigDict:
+  """The MNIST config of a run on the split in `data_dir` (no fallback data), with the preset's
+  batch size and MLP widths."""
+  config = mnist_config.get_config()
+  config.seed = seed
+  config.data.data_dir = str(data_dir)
+  config.data.allow_fallback = False
+  config.data.batch_size = preset["batch_size"]
+  config.model.hidden_sizes = preset["hidden_sizes"]
+  return config
+
+
 def run_keys(preset: dict) -> list[tuple]:
   """(method, τ, w, D, anchor, positive, seed) of every run; MIM's τ and w are None.
 
@@ -127,12 +140,7 @@ def run_name(key: tuple) -> str:
 
 def run_config(key: tuple, preset: dict, data_dir: pathlib.Path) -> ml_collections.ConfigDict:
   method, tau, weight, dim, anchor, positive, seed = key
-  config = mnist_config.get_config()
-  config.seed = seed
-  config.data.data_dir = str(data_dir)
-  config.data.allow_fallback = False
-  config.data.batch_size = preset["batch_size"]
-  config.model.hidden_sizes = preset["hidden_sizes"]
+  config = validation_run_config(seed, preset, data_dir)
   config.model.latent_dim = dim
   config.loss.method = method
   if method != "mim":

@@ -58,12 +58,7 @@ PRESETS = {
 def run_config(setting: str, seed: int, preset: dict,
                data_dir: pathlib.Path) -> ml_collections.ConfigDict:
   """The MNIST config of `infonce` with `SETTINGS[setting]` applied to its augmentations."""
-  config = mnist_config.get_config()
-  config.seed = seed
-  config.data.data_dir = str(data_dir)
-  config.data.allow_fallback = False
-  config.data.batch_size = preset["batch_size"]
-  config.model.hidden_sizes = preset["hidden_sizes"]
+  config = contrastive_sweep.validation_run_config(seed, preset, data_dir)
   config.loss.method = "infonce"
   config.augment.update(SETTINGS[setting])
   config.train.num_steps = preset["num_steps"]
