@@ -30,6 +30,29 @@ def embed_batch(model, params, x: jax.Array) -> dict[str, jax.Array]:
   return dict(mean=mu, informative=out["hidden"], reconstruction_nll=-out["log_px"])
 
 
+def run_batched(fn, mesh: Mesh, params, inputs: np.ndarray, batch_size: int = 1000):
+  """Applies a jitted `fn(params, batch)` to `inputs` [N, ...] in batches of a multiple of the
+  device count, sharded over them (the last one padded, so every call has one shape).
+
+  Returns:
+    `fn`'s output pytree with leaves [N, ...] as host arrays.
+  """
+  num_devices = mesh.devices.size
+  batch_size = max(num_devices, batch_size // num_devices * num_devices)
+  rows = sharding_lib.batch_sharded(mesh)  # Batches are placed first: a multi-process job's jit
+  # takes no numpy array with a sharding.
+  chunks = []
+  for start in range(0, len(inputs), batch_size):
+    batch = inputs[start:start + batch_size]
+    valid = len(batch)
+    if valid < batch_size:
+      batch = np.concatenate([batch, np.zeros((batch_size - valid, *batch.shape[1:]),
+                                              batch.dtype)])
+    outputs = jax.device_get(fn(params, jax.device_put(batch, rows)))
+    chunks.append(jax.tree.map(lambda v, valid=valid: np.asarray(v)[:valid], outputs))
+  return jax.tree.map(lambda *leaves: np.concatenate(leaves), *chunks)
+
+
 def embed_inputs(model, params, inputs: np.ndarray, mesh: Mesh,
                  batch_size: int = 1000) -> dict[str, np.ndarray]:
   """Embeds preprocessed model inputs [N, ...] (e.g. pixels in [0, 1]) in fixed-size batches.
@@ -38,19 +61,7 @@ def embed_inputs(model, params, inputs: np.ndarray, mesh: Mesh,
     mean [N, D], informative [N, H], reconstruction_nll [N] as host arrays (only mean for an
     encoder-only model).
   """
-  num_devices = mesh.devices.size
-  batch_size = max(num_devices, batch_size // num_devices * num_devices)
-  rows = sharding_lib.batch_sharded(mesh)  # Batches are placed first: a multi-process job's jit
-  # takes no numpy array with a sharding.
   embed = jax.jit(functools.partial(embed_batch, model),
-                  in_shardings=(sharding_lib.replicated(mesh), rows),
+                  in_shardings=(sharding_lib.replicated(mesh), sharding_lib.batch_sharded(mesh)),
                   out_shardings=sharding_lib.replicated(mesh))
-  chunks = []
-  for start in range(0, len(inputs), batch_size):
-    batch = inputs[start:start + batch_size]
-    padding = batch_size - len(batch)  # Pad the last batch so every call has one shape.
-    if padding:
-      batch = np.concatenate([batch, np.zeros((padding, *batch.shape[1:]), batch.dtype)])
-    outputs = jax.device_get(embed(params, jax.device_put(batch, rows)))
-    chunks.append({k: v[:batch_size - padding] for k, v in outputs.items()})
-  return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+  return run_batched(embed, mesh, params, inputs, batch_size)

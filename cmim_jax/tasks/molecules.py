@@ -40,22 +40,6 @@ def _example_input(seq_length: int) -> np.ndarray:
   return example
 
 
-def _run_batched(fn, mesh: Mesh, params, inputs: np.ndarray, batch_size: int) -> np.ndarray:
-  """Applies a jitted `fn(params, batch)` to `inputs` [N, ...] in padded, batch-sharded chunks."""
-  num_devices = mesh.devices.size
-  batch_size = max(num_devices, batch_size // num_devices * num_devices)
-  outputs = []
-  for start in range(0, len(inputs), batch_size):
-    batch = inputs[start:start + batch_size]
-    padding = batch_size - len(batch)
-    if padding:
-      batch = np.concatenate([batch, np.zeros((padding, *batch.shape[1:]), batch.dtype)])
-    batch = jax.device_put(batch, sharding_lib.batch_sharded(mesh))  # (No numpy into a
-    # multi-process job's jit.)
-    outputs.append(np.asarray(jax.device_get(fn(params, batch)))[:batch_size - padding])
-  return np.concatenate(outputs)
-
-
 def _jit_greedy_decode(model, mesh: Mesh, length: int):
   return jax.jit(functools.partial(sequence.greedy_decode, model, length=length),
                  in_shardings=(sharding_lib.replicated(mesh), sharding_lib.batch_sharded(mesh)),
@@ -104,13 +88,14 @@ class _SmilesTaskBase(Task):
     batch_size = self._eval_config.batch_size
     decode = _jit_greedy_decode(model, mesh, self.seq_length)
     embedded = embeddings.embed_inputs(model, params, tokens, mesh, batch_size)
-    decoded = _run_batched(decode, mesh, params, embedded["mean"].astype(np.float32), batch_size)
+    decoded = embeddings.run_batched(decode, mesh, params, embedded["mean"].astype(np.float32),
+                                     batch_size)
     validity, _ = validity_and_uniqueness(smiles_lib.decode_batch(self.vocab, decoded))
     prior_z = np.asarray(gaussian.sample_prior(
         jax.random.key(self._seed + 1), self._eval_config.num_prior_samples,
         embedded["mean"].shape[1]))
     sampled = smiles_lib.decode_batch(
-        self.vocab, _run_batched(decode, mesh, params, prior_z, batch_size))
+        self.vocab, embeddings.run_batched(decode, mesh, params, prior_z, batch_size))
     prior_validity, prior_uniqueness = validity_and_uniqueness(sampled)
     return {
         "reconstruction_nll": float(np.mean(embedded["reconstruction_nll"])),
