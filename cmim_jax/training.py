@@ -11,7 +11,7 @@ import json
 import pathlib
 import sys
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -155,8 +155,12 @@ class _Loop:
     self._zeros_like = jax.jit(lambda tree: jax.tree.map(jnp.zeros_like, tree),
                                out_shardings=self._replicated)
 
-  def _zero_totals(self, state: TrainState, batch: dict) -> dict[str, jax.Array]:
-    """Zero metric totals (replicated), shaped from the step on `batch` (ShapeDtypeStructs)."""
+  def _zero_totals(self, state: TrainState, batch_size: int,
+                   rows: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
+    """Zero metric totals (replicated), shaped from the step on a batch of `batch_size` rows like
+    those of `rows` (name -> array [n, ...], only shapes and dtypes read)."""
+    batch = {name: jax.ShapeDtypeStruct((batch_size, *a.shape[1:]), a.dtype)
+             for name, a in rows.items()}
     metrics = jax.eval_shape(self._train_step, state, batch, self._key)[1]
     return jax.device_put(jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), metrics),
                           self._replicated)
@@ -190,9 +194,8 @@ class FusedLoop(_Loop):
 
   def start(self, state: TrainState, step: int) -> LoopState:
     """The loop state at global step `step` (= `state.step`), with zero totals."""
-    batch = {name: jax.ShapeDtypeStruct((self._batcher.batch_size, *a.shape[1:]), a.dtype)
-             for name, a in self._batcher.arrays.items()}
-    return LoopState(state, self._batcher.permutation(step), self._zero_totals(state, batch))
+    return LoopState(state, self._batcher.permutation(step),
+                     self._zero_totals(state, self._batcher.batch_size, self._batcher.arrays))
 
   def run(self, loop: LoopState, num_steps: int) -> LoopState:
     """Runs `num_steps` steps in one dispatch (compiled once per distinct `num_steps`)."""
@@ -232,9 +235,8 @@ class StreamLoop(_Loop):
     """The loop state at global step `step` (= `state.step`, which `data_iterator` must be at),
     with zero totals."""
     del step  # The iterator holds the position.
-    batch = {name: jax.ShapeDtypeStruct((self._batcher.batch_size, *a.shape[1:]), a.dtype)
-             for name, a in self._batcher.local_batch(0).items()}
-    return LoopState(state, None, self._zero_totals(state, batch))
+    return LoopState(state, None, self._zero_totals(state, self._batcher.batch_size,
+                                                    self._batcher.local_batch(0)))
 
   def run(self, loop: LoopState, num_steps: int) -> LoopState:
     """Runs the next `num_steps` steps, each on the next batch of the pipeline."""
