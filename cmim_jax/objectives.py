@@ -195,6 +195,12 @@ def _cvae(model, params, x, key, cfg, views=()) -> LossAndTerms:
       contrastive_log_prob=contrastive)
 
 
+def infonce_temperature(cfg: ml_collections.ConfigDict) -> float:
+  """The InfoNCE methods' temperature: `loss.infonce_temperature`, or `loss.temperature` in configs
+  without that field (those written before it existed used one temperature for every term)."""
+  return cfg.get("infonce_temperature", cfg.temperature)
+
+
 def _symmetric_infonce(model, params, views: Sequence[jax.Array], cfg) -> jax.Array:
   """InfoNCE between the projected means of two views, averaged over both directions."""
   if len(views) != 2:
@@ -203,7 +209,7 @@ def _symmetric_infonce(model, params, views: Sequence[jax.Array], cfg) -> jax.Ar
   # One encoder pass over both views: vmap over a leading view axis keeps the batch axis sharded.
   first, second = jax.vmap(lambda view: model.apply({"params": params}, view, method="project"))(
       jnp.stack(views))
-  infonce = functools.partial(losses.infonce_loss, temperature=cfg.temperature,
+  infonce = functools.partial(losses.infonce_loss, temperature=infonce_temperature(cfg),
                               block_size=_block_size(cfg))
   return 0.5 * (sharding.over_data_axis(infonce, first, second, out_specs=jax.P())
                 + sharding.over_data_axis(infonce, second, first, out_specs=jax.P()))

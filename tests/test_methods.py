@@ -108,8 +108,9 @@ def test_infonce_is_symmetric_infonce_of_the_projected_means():
   def losses_and_reference(params):
     loss, terms = method.loss_fn(model, params, x, keys[3], config.loss, views)
     u, v = (model.apply({"params": params}, view, method="project") for view in views)
-    reference = 0.5 * (losses.infonce_loss(u, v, temperature=config.loss.temperature)
-                       + losses.infonce_loss(v, u, temperature=config.loss.temperature))
+    tau = config.loss.infonce_temperature
+    reference = 0.5 * (losses.infonce_loss(u, v, temperature=tau)
+                       + losses.infonce_loss(v, u, temperature=tau))
     swapped, _ = objectives.get_method("infonce").loss_fn(model, params, x, keys[3], config.loss,
                                                           views[::-1])
     return loss, terms, reference, swapped

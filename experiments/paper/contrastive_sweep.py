@@ -143,7 +143,9 @@ def run_config(key: tuple, preset: dict, data_dir: pathlib.Path) -> ml_collectio
   config = validation_run_config(seed, preset, data_dir)
   config.model.latent_dim = dim
   config.loss.method = method
-  if method != "mim":
+  if method == "mim":  # MIM does not train the term; its diagnostics describe it at τ = 0.1.
+    config.loss.temperature = 0.1
+  else:
     config.loss.temperature = tau
     config.loss.contrastive_weight = weight
     config.loss.contrastive_anchor = anchor

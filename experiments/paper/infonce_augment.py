@@ -47,11 +47,12 @@ SETTINGS = {
 PRESETS = {
     # Seconds, on a tiny split: two settings, a tiny MLP.
     "smoke": dict(settings=tuple(SETTINGS)[:2], seeds=1, num_steps=12, batch_size=32,
-                  hidden_sizes=(16,), num_train=384, num_validation=128),
+                  hidden_sizes=(16,), latent_dim=8, num_train=384, num_validation=128),
     # The 2-core CPU: every setting with 2 seeds, the default MLP (512-512), 1,500 steps of 128 on
-    # 10,000 training digits (19 epochs), scored on 5,000 validation digits.
+    # 10,000 training digits (19 epochs), scored on 5,000 validation digits; D = 16, the config's
+    # default when this ran (before issue 11 chose D = 64).
     "cpu": dict(settings=tuple(SETTINGS), seeds=2, num_steps=1500, batch_size=128,
-                hidden_sizes=(512, 512), num_train=10_000, num_validation=5_000),
+                hidden_sizes=(512, 512), latent_dim=16, num_train=10_000, num_validation=5_000),
 }
 
 
@@ -60,6 +61,7 @@ def run_config(setting: str, seed: int, preset: dict,
   """The MNIST config of `infonce` with `SETTINGS[setting]` applied to its augmentations."""
   config = contrastive_sweep.validation_run_config(seed, preset, data_dir)
   config.loss.method = "infonce"
+  config.model.latent_dim = preset["latent_dim"]
   config.augment.update(SETTINGS[setting])
   config.train.num_steps = preset["num_steps"]
   config.train.log_every_steps = max(1, preset["num_steps"] // 5)
