@@ -34,6 +34,8 @@ _STEPS_PER_DISPATCH = flags.DEFINE_integer("steps_per_dispatch", 1, "The loop's 
 
 def _config(batch_size: int, steps: int):
   config = mnist_config.get_config()
+  # D and τ of the recorded results (the config's defaults before issue 11).
+  config.model.latent_dim, config.loss.temperature = 16, 0.1
   config.data.data_dir = _DATA_DIR.value
   config.data.allow_fallback = False
   config.data.batch_size = batch_size

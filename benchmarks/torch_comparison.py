@@ -46,6 +46,8 @@ class JaxStep:
 
   def __init__(self, batch_size: int):
     config = mnist_config.get_config()
+    # The torch model's latent size and temperature.
+    config.model.latent_dim, config.loss.temperature = 16, 0.1
     config.data.batch_size = batch_size
     images = _images(batch_size)
     labels = np.zeros(batch_size, np.int32)
