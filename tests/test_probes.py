@@ -51,7 +51,8 @@ def test_classification_probe_is_at_chance_without_signal(probe):
 
 # Local averagers (KNN, forests, an RBF kernel) follow a linear trend less closely than the linear
 # and MLP probes, and not beyond the training range.
-_MIN_R2 = {"knn5": 0.9, "random_forest": 0.9, "svr_rbf": 0.9}
+# random_forest_third tries one of the 3 features per split here (max_features = 1/3).
+_MIN_R2 = {"knn5": 0.9, "random_forest": 0.9, "random_forest_third": 0.8, "svr_rbf": 0.9}
 
 
 @pytest.mark.parametrize("num_targets", [1, 2])
@@ -146,7 +147,8 @@ def test_run_probes_on_train_test_files():
   assert results["knn5_cosine"]["informative"]["accuracy"]["mean"] < 0.7
   assert results["random_forest"]["mean"]["accuracy"]["n"] == 2
   assert report["info"]["evaluations"] == [
-      {"family": None, "train_rows": 120, "fitted_rows": 100, "test_rows": 60}]
+      {"family": None, "scored_on": "test", "train_rows": 120, "fitted_rows": 100,
+       "test_rows": 60}]
   assert report["info"]["step"] == 7 and report["info"]["data_name"] == "blobs"
   json.dumps(report)  # JSON-ready as it is.
 
@@ -167,16 +169,98 @@ def test_run_probes_on_split_schemes_pools_each_family():
   settings = evaluate.ProbeSettings(num_seeds=2, probes=("ridge", "random_forest"))
   report = evaluate.run_probes(files, settings)
   ridge = report["results"]["ridge"]["mean"]
-  assert set(ridge) == {"rmse@random", "r2@random", "rmse@scaffold", "r2@scaffold"}
+  assert set(ridge) == {f"{prefix}{metric}@{family}" for prefix in ("", "val_")
+                        for metric in ("rmse", "r2") for family in ("random", "scaffold")}
   assert ridge["r2@random"]["n"] == 3 and ridge["r2@scaffold"]["n"] == 1
-  assert ridge["r2@random"]["mean"] > 0.99
+  assert ridge["val_r2@random"]["n"] == 3 and ridge["val_r2@scaffold"]["n"] == 1
+  assert ridge["r2@random"]["mean"] > 0.99 and ridge["val_r2@random"]["mean"] > 0.99
   assert report["results"]["random_forest"]["mean"]["r2@random"]["n"] == 6  # 3 schemes x 2 seeds
-  # Train and valid rows are fitted on; test rows are scored.
-  first = report["info"]["evaluations"][0]
-  assert first["train_rows"] == int(np.sum(schemes["split_random0"] != 2))
-  assert first["test_rows"] == int(np.sum(schemes["split_random0"] == 2))
+  # Test score: train and valid rows are fitted on, test rows scored. Validation score: train
+  # rows fitted on, valid rows scored.
+  test_fit, valid_fit = report["info"]["evaluations"][:2]
+  split = schemes["split_random0"]
+  assert (test_fit["scored_on"], valid_fit["scored_on"]) == ("test", "valid")
+  assert test_fit["train_rows"] == int(np.sum(split != 2))
+  assert test_fit["test_rows"] == int(np.sum(split == 2))
+  assert valid_fit["train_rows"] == int(np.sum(split == 0))
+  assert valid_fit["test_rows"] == int(np.sum(split == 1))
   assert evaluate.scheme_family("random12") == "random"
   assert evaluate.scheme_family("scaffold") == "scaffold"
+
+
+def _one_scheme_file(num: int = 120, seed: int = 0):
+  """all-layout arrays: noiseless linear targets, split_random0 of 60% train, 20% valid, 20% test."""
+  x, y = linear_data(num, seed=seed, noise=0.0)
+  split = np.repeat(np.array([0, 1, 2], np.int8), [num * 3 // 5, num // 5, num // 5])
+  split = np.random.default_rng(seed).permutation(split)
+  return dict(mean=x, targets=y, split_random0=split)
+
+
+def test_validation_scores_are_fitted_on_train_and_scored_on_valid_rows_only():
+  arrays = _one_scheme_file()
+  split, settings = arrays["split_random0"], evaluate.ProbeSettings(probes=("ridge",))
+
+  def ridge(arrays):
+    return evaluate.run_probes({"all": arrays}, settings)["results"]["ridge"]["mean"]
+
+  base = ridge(arrays)
+  assert base["val_rmse@random"]["mean"] < 0.01 and base["rmse@random"]["mean"] < 0.01
+  # Valid targets shifted by 3: the fit on train rows alone still predicts the unshifted values,
+  # so its validation RMSE is 3; the test fit learns from the shifted rows, so its score moves.
+  shifted_valid = dict(arrays, targets=arrays["targets"] + 3.0 * (split == 1)[:, None])
+  moved = ridge(shifted_valid)
+  assert moved["val_rmse@random"]["mean"] == pytest.approx(3.0, abs=0.02)
+  assert moved["rmse@random"]["mean"] > 0.1
+  # Test rows changed (targets and features): the validation score stays exactly as it was.
+  test = split == 2
+  changed_test = dict(arrays, targets=arrays["targets"] + 5.0 * test[:, None],
+                      mean=(arrays["mean"] + 7.0 * test[:, None]).astype(np.float32))
+  changed = ridge(changed_test)
+  assert changed["val_rmse@random"] == base["val_rmse@random"]
+  assert changed["rmse@random"]["mean"] > 1.0
+
+
+def test_split_layout_controls_take_statistics_from_each_fits_training_rows_only():
+  arrays = _one_scheme_file()
+  rng = np.random.default_rng(1)
+  arrays.update(raw=rng.uniform(size=(120, 20)), informative=rng.normal(size=(120, 8)),
+                split_scaffold=rng.permutation(arrays["split_random0"]))
+  features, _, evaluations = evaluate.plan({"all": arrays})
+  settings = evaluate.ProbeSettings()
+  derived = evaluate.features_per_evaluation(features, evaluations, settings)
+  assert len(evaluations) == 4 and len(derived["pca"]) == 4
+  assert derived["pca"][0].shape == (120, 3) and derived["random_expansion"][0].shape == (120, 8)
+  assert derived["mean"][0] is derived["mean"][3]  # The files' embeddings are shared, not copied.
+  for number, evaluation in enumerate(evaluations):
+    # Every row this fit does not train on (its scored rows among them) moved far away.
+    outside = np.ones(120, bool)
+    outside[evaluation.train_rows] = False
+    moved = {k: v + 9.0 * outside[:, None] for k, v in features.items()}
+    again = evaluate.features_per_evaluation(moved, evaluations, settings)
+    for name in controls.DERIVED:
+      np.testing.assert_allclose(again[name][number][evaluation.train_rows],
+                                 derived[name][number][evaluation.train_rows], rtol=1e-5,
+                                 atol=1e-5)
+  widths = evaluate.features_per_evaluation({"raw": features["raw"]}, evaluations,
+                                            evaluate.ProbeSettings(pca_dim=5))
+  assert set(widths) == {"raw", "pca"} and widths["pca"][0].shape == (120, 5)
+  report = evaluate.run_probes({"all": arrays}, evaluate.ProbeSettings(probes=("ridge",)))
+  assert list(report["results"]["ridge"]) == [
+      "mean", "informative", "raw", "pca", "random_expansion"]
+  assert "val_rmse@scaffold" in report["results"]["ridge"]["pca"]
+
+
+def test_fingerprint_changes_with_the_set_of_fits():
+  arrays = _one_scheme_file()
+  features, annotations, evaluations = evaluate.plan({"all": arrays})
+  probe, settings = suite.select_probes(suite.REGRESSION, ["ridge"])[0], evaluate.ProbeSettings()
+  fits = [(e, e.train_rows) for e in evaluations]
+  xs = [features["mean"]] * len(fits)
+  both = evaluate.fingerprint(probe, settings, xs, annotations["targets"], fits)
+  test_only = evaluate.fingerprint(probe, settings, xs[:1], annotations["targets"], fits[:1])
+  assert both != test_only
+  assert both == evaluate.fingerprint(probe, settings, [features["mean"].copy()] * 2,
+                                      annotations["targets"], fits)
 
 
 def test_run_probes_needs_a_test_set():

@@ -3,7 +3,8 @@
   raw               the inputs themselves, flattened (pixels in [0, 1]); written by
                     `experiments.embed` for image tasks (key "raw" of the embedding files)
   pca               the raw inputs projected on their first D principal axes, D = the width of the
-                    mean encoding (the latent size); axes fitted on the training rows only
+                    mean encoding (the latent size) or a width given; axes fitted on the training
+                    rows only
   random_expansion  gelu(standardised(mu) @ W + b) with W [D, H] ~ N(0, 1/D) and b [H] ~ N(0, 1)
                     fixed by `seed`, H = the width of the informative embedding; mu standardised
                     with the training rows' statistics. A capacity control: an informative
@@ -11,8 +12,9 @@
 
 The other capacity control, an MLP on the mean encoding, is the suite's `mlp` probe on "mean".
 Controls are derived here, in the probe, rather than stored by `experiments.embed`: only "raw"
-must be stored (the probe cannot re-read the inputs), and PCA needs the train split before it can
-project any other split.
+must be stored (the probe cannot re-read the inputs), and PCA needs the training rows of each fit
+before it can project any other row (`evaluate` derives them once per evaluation). "raw" may be
+any fixed features: the molecule table stores ECFP4 fingerprints there.
 """
 
 from __future__ import annotations
@@ -53,18 +55,21 @@ def random_expansion(mean: np.ndarray, fit_rows: np.ndarray, width: int,
 
 
 def add_controls(features: Mapping[str, np.ndarray], fit_rows: np.ndarray,
-                 wanted: Sequence[str] | None = None, seed: int = 0) -> dict[str, np.ndarray]:
-  """`features` plus the derived controls its arrays allow (pca needs raw and mean,
-  random_expansion mean and informative), only those in `wanted` (None = all).
+                 wanted: Sequence[str] | None = None, seed: int = 0,
+                 pca_dim: int | None = None) -> dict[str, np.ndarray]:
+  """`features` plus the derived controls its arrays allow (pca needs raw, and mean unless
+  `pca_dim` is given; random_expansion mean and informative), only those in `wanted` (None = all).
 
   Args:
     features: embedding name -> [N, F] over all rows.
     fit_rows: the training rows, the only ones any statistic is taken from.
+    pca_dim: the pca control's width; None = the width of features["mean"].
   """
   out = dict(features)
   wanted = DERIVED if wanted is None else wanted
-  if PCA in wanted and RAW in features and "mean" in features:
-    out[PCA] = pca(features[RAW], fit_rows, features["mean"].shape[1])
+  dim = pca_dim or (features["mean"].shape[1] if "mean" in features else None)
+  if PCA in wanted and RAW in features and dim:
+    out[PCA] = pca(features[RAW], fit_rows, dim)
   if RANDOM_EXPANSION in wanted and "mean" in features and "informative" in features:
     out[RANDOM_EXPANSION] = random_expansion(features["mean"], fit_rows,
                                              features["informative"].shape[1], seed)

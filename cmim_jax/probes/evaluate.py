@@ -2,20 +2,28 @@
 
 Two layouts are understood (see `cmim_jax.embedding_files`):
   * "train" and "test" files: fit on train, score on test; metrics are named plainly ("accuracy").
-  * one "all" file with split_<scheme> arrays (0 train, 1 valid, 2 test): for every scheme fit on
-    its train rows with the valid rows merged in (hyper-parameters are chosen by CV within those
-    rows, so a separate validation set is not needed), score on its test rows. Schemes that differ
-    only by a trailing number form a family (split_random0..2 -> "random"); each metric is reported
-    per family as "<metric>@<family>", pooling every scheme and seed of the family.
+  * one "all" file with split_<scheme> arrays (0 train, 1 valid, 2 test): for every scheme two
+    fits of each probe, with the same hyper-parameter search (CV within the rows fitted on):
+      test score        fit on its train rows with the valid rows merged in, score on its test
+                        rows: "<metric>@<family>"
+      validation score  fit on its train rows only, score on its valid rows (skipped for a scheme
+                        without valid rows): "val_<metric>@<family>"
+    Schemes that differ only by a trailing number form a family (split_random0..2 -> "random");
+    each label pools every scheme and seed of the family. Choose among embeddings and probes with
+    the val_ metrics; the plain ones are then the selected entry's test score.
 
 Results: {probe: {embedding: {metric: {"mean", "std", "n", "train_rows", "seeds"}}}}, where n
 counts the fits pooled (seeds x schemes), std is their population standard deviation (0 when
 n = 1), train_rows lists the rows each evaluation fitted on and seeds the seeds used.
 
-Besides the embeddings in the files, the train/test layout gets the controls of
-`probes.controls` (PCA of the raw inputs, a random expansion of the mean encoding). Each
+Besides the embeddings in the files, both layouts get the controls of `probes.controls` (PCA of
+the raw inputs, a random expansion of the mean encoding). A control is derived once per evaluation
+from that evaluation's training rows only (PCA axes, standardisation): the validation fit's
+statistics come from its train rows, the test fit's from train+valid, never from scored rows. Each
 (probe, embedding) is logged when it starts and ends, and, given a `partial.PartialResults`,
-saved as soon as it is done and reused by a rerun on the same inputs.
+saved as soon as it is done and reused by a rerun on the same inputs (its fingerprint covers the
+rows of every fit, so a record made with other fits, e.g. before the validation fits existed, is
+fitted again).
 """
 
 from __future__ import annotations
@@ -50,6 +58,8 @@ class ProbeSettings:
     embeddings: which embeddings to probe; None = every one in the files (and every control,
       when `controls`).
     controls: whether `embeddings=None` includes the controls (raw, pca, random_expansion).
+    pca_dim: width of the pca control; None = the width of the mean encoding (then it needs
+      "mean" in the files).
   """
 
   max_train: int | None = 10000
@@ -58,15 +68,33 @@ class ProbeSettings:
   probes: Sequence[str] | None = None
   embeddings: Sequence[str] | None = None
   controls: bool = True
+  pca_dim: int | None = None
+
+
+TEST, VALID = "test", "valid"
 
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
-  """One train/test partition to fit and score on. `family` is None for a fixed split."""
+  """One partition: fit on `train_rows`, score on `test_rows` (the scored rows).
+
+  Attributes:
+    family: None for a fixed train/test split, else the split scheme's family ("random").
+    train_rows: [N_fit] rows fitted on (and the only ones a control's statistics come from).
+    test_rows: [N_scored] rows scored: test rows, or a scheme's valid rows when scored_on=VALID.
+    scored_on: TEST, or VALID for a scheme's validation fit (metrics "val_<metric>@<family>").
+  """
 
   family: str | None
   train_rows: np.ndarray
   test_rows: np.ndarray
+  scored_on: str = TEST
+
+  def label(self, metric: str) -> str:
+    """"rmse" (train/test), "rmse@random" (test score) or "val_rmse@random" (validation)."""
+    if self.family is None:
+      return metric
+    return f"{'val_' if self.scored_on == VALID else ''}{metric}@{self.family}"
 
 
 def task_kind(arrays: Mapping[str, np.ndarray]) -> str:
@@ -111,6 +139,22 @@ def _check_rows(split: str, arrays: Mapping[str, np.ndarray], y_key: str) -> Non
                       f"{rows} {y_key}; re-embed with `python -m experiments.embed`.")
 
 
+def _scheme_evaluations(scheme: str, split: np.ndarray) -> list[Evaluation]:
+  """The test fit (train+valid -> test) and, given valid rows, the validation fit (train -> valid)
+  of the split scheme `split` [N] (0 train, 1 valid, 2 test)."""
+  family = scheme_family(scheme)
+  train_rows = np.flatnonzero(split == embedding_files.SPLIT_TRAIN)
+  valid_rows = np.flatnonzero(split == embedding_files.SPLIT_VALID)
+  test_rows = np.flatnonzero(split == embedding_files.SPLIT_TEST)
+  if not len(test_rows) or not len(train_rows):
+    raise ValueError(f"split_{scheme} has {len(train_rows)} train, {len(valid_rows)} valid and "
+                     f"{len(test_rows)} test rows; train and test each need at least one.")
+  evaluations = [Evaluation(family, np.sort(np.concatenate([train_rows, valid_rows])), test_rows)]
+  if len(valid_rows):
+    evaluations.append(Evaluation(family, train_rows, valid_rows, VALID))
+  return evaluations
+
+
 def plan(files: Mapping[str, Mapping[str, np.ndarray]]
          ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[Evaluation]]:
   """Pools the split files into one table and lists the evaluations to run.
@@ -142,14 +186,8 @@ def plan(files: Mapping[str, Mapping[str, np.ndarray]]
     if not schemes:
       raise ValueError("all.npz has no split_<scheme> arrays, so there is no test set; the task "
                        "must provide split schemes (see Task.embedding_inputs).")
-    evaluations = []
-    for scheme, split in schemes.items():
-      train_rows = np.flatnonzero(split != embedding_files.SPLIT_TEST)
-      test_rows = np.flatnonzero(split == embedding_files.SPLIT_TEST)
-      if not len(test_rows) or not len(train_rows):
-        raise ValueError(f"split_{scheme} has {len(train_rows)} train+valid and {len(test_rows)} "
-                         "test rows; each needs at least one.")
-      evaluations.append(Evaluation(scheme_family(scheme), train_rows, test_rows))
+    evaluations = [evaluation for scheme, split in schemes.items()
+                   for evaluation in _scheme_evaluations(scheme, split)]
     features = {k: arrays[k] for k in embedding_files.EMBEDDING_KEYS if k in arrays}
     return features, {y_key: arrays[y_key]}, evaluations
   raise ValueError(f"Found embedding splits {sorted(files)}; the probes need train and test, or "
@@ -163,42 +201,64 @@ def _summary(values: Sequence[float], train_rows: Sequence[int],
           "train_rows": [int(n) for n in train_rows], "seeds": [int(seed) for seed in seeds]}
 
 
-def fingerprint(probe: suite.Probe, settings: ProbeSettings, x: np.ndarray, y: np.ndarray,
-                fits: Sequence[tuple[Evaluation, np.ndarray]]) -> str:
+def fingerprint(probe: suite.Probe, settings: ProbeSettings, xs: Sequence[np.ndarray],
+                y: np.ndarray, fits: Sequence[tuple[Evaluation, np.ndarray]]) -> str:
   """A hash of everything a (probe, embedding) result depends on: the probe and its grid, the
-  settings that affect it, the features [N, F], the labels/targets and the rows of every fit."""
+  settings that affect it, the features of every fit ([N, F] each; an array shared by several fits
+  counts once, so a file's embedding hashes as one array), the labels/targets and the scored and
+  fitted rows of every fit (so adding or dropping a fit changes it)."""
   digest = hashlib.blake2b(digest_size=16)
   digest.update(json.dumps([probe.name, probe.kind, {k: list(v) for k, v in probe.grid.items()},
                             settings.num_seeds if probe.stochastic else 1,
                             settings.cv_folds if probe.selection == "cv" else None]).encode())
-  for array in (x, y, *(rows for fit in fits for rows in (fit[0].test_rows, fit[1]))):
+  distinct = list({id(x): x for x in xs}.values())
+  for array in (*distinct, y, *(rows for fit in fits for rows in (fit[0].test_rows, fit[1]))):
     array = np.ascontiguousarray(array)
     digest.update(f"{array.dtype}{array.shape}".encode())
     digest.update(array.data)
   return digest.hexdigest()
 
 
-def fit_probe(probe: suite.Probe, x: np.ndarray, y: np.ndarray,
+def fit_probe(probe: suite.Probe, xs: Sequence[np.ndarray], y: np.ndarray,
               fits: Sequence[tuple[Evaluation, np.ndarray]],
               settings: ProbeSettings) -> dict[str, Any]:
-  """Every fit of `probe` on features x [N, F] (each evaluation, each seed): a JSON-ready record
-  {"values": {metric label: [value per fit]}, "chosen": [...], "seconds", "train_rows", "seeds"}.
+  """Every fit of `probe` (each evaluation, each seed), on features xs[i] [N, F] for fits[i]: a
+  JSON-ready record {"values": {metric label: [value per fit]}, "chosen": [...], "seconds",
+  "train_rows", "seeds"}.
   """
   seeds = list(range(settings.num_seeds)) if probe.stochastic else [0]
   record = {"values": {}, "chosen": [], "seconds": 0.0,
             "train_rows": [int(len(rows)) for _, rows in fits], "seeds": seeds}
-  for evaluation, train_rows in fits:
+  for x, (evaluation, train_rows) in zip(xs, fits):
     for seed in seeds:
       outcome = suite.fit_and_score(probe, seed, x[train_rows], y[train_rows],
                                     x[evaluation.test_rows], y[evaluation.test_rows],
                                     settings.cv_folds)
       for metric, value in outcome.metrics.items():
-        label = metric if evaluation.family is None else f"{metric}@{evaluation.family}"
-        record["values"].setdefault(label, []).append(value)
+        record["values"].setdefault(evaluation.label(metric), []).append(value)
       if outcome.chosen:
         record["chosen"].append(outcome.chosen)
       record["seconds"] += outcome.seconds
   return record
+
+
+def features_per_evaluation(features: Mapping[str, np.ndarray], evaluations: Sequence[Evaluation],
+                            settings: ProbeSettings) -> dict[str, list[np.ndarray]]:
+  """name -> the features [N, F] of each evaluation (aligned with `evaluations`).
+
+  The files' embeddings are one array shared by every evaluation; each derived control wanted by
+  `settings` (see `controls.add_controls`) is derived per evaluation, its statistics taken from
+  that evaluation's train_rows only. Deriving per evaluation rather than once for the file keeps a
+  split scheme's valid and test rows, which are another scheme's training rows, out of every
+  statistic of the fits that score them.
+  """
+  if settings.embeddings is not None:
+    wanted = settings.embeddings
+  else:
+    wanted = controls.DERIVED if settings.controls else ()
+  derived = [controls.add_controls(features, e.train_rows, wanted, pca_dim=settings.pca_dim)
+             for e in evaluations]
+  return {name: [each[name] for each in derived] for name in derived[0]}
 
 
 def _headline(record: Mapping[str, Any]) -> str:
@@ -229,14 +289,13 @@ def run_probes(files: Mapping[str, Mapping[str, np.ndarray]],
   probes = suite.select_probes(kind, settings.probes)
   if settings.embeddings is None and not settings.controls:
     features = {k: v for k, v in features.items() if k not in controls.CONTROLS}
-  elif evaluations[0].family is None:  # Train/test: the controls' statistics come from train.
-    features = controls.add_controls(features, evaluations[0].train_rows, settings.embeddings)
-  names = list(settings.embeddings or features)
-  missing = [name for name in names if name not in features]
+  per_evaluation = features_per_evaluation(features, evaluations, settings)
+  names = list(settings.embeddings or per_evaluation)
+  missing = [name for name in names if name not in per_evaluation]
   if missing:
     raise ValueError(f"No {missing} embeddings in the files or controls (available: "
-                     f"{sorted(features)}; pca needs raw inputs, which `experiments.embed` "
-                     "writes for image tasks).")
+                     f"{sorted(per_evaluation)}; pca needs raw inputs, which `experiments.embed` "
+                     "writes for image tasks, and mean or ProbeSettings.pca_dim).")
 
   subsampled = [(evaluation, subsample(evaluation.train_rows, y, settings.max_train, kind))
                 for evaluation in evaluations]
@@ -245,7 +304,7 @@ def run_probes(files: Mapping[str, Mapping[str, np.ndarray]],
   total = len(probes) * len(names)
   for number, (probe, name) in enumerate(((p, n) for p in probes for n in names), start=1):
     fits = everything if probe.all_rows else subsampled
-    key = fingerprint(probe, settings, features[name], y, fits) if store else None
+    key = fingerprint(probe, settings, per_evaluation[name], y, fits) if store else None
     record = store.load(probe.name, name, key) if store else None
     if record is not None:
       reused.append([probe.name, name])
@@ -253,10 +312,10 @@ def run_probes(files: Mapping[str, Mapping[str, np.ndarray]],
                    probe.name, name, _headline(record), store.path(probe.name, name))
     else:
       logging.info("Probe %d/%d: fitting %s on %s (%s, %d training rows) ...", number, total,
-                   probe.name, name, "x".join(map(str, features[name].shape[1:])),
+                   probe.name, name, "x".join(map(str, per_evaluation[name][0].shape[1:])),
                    len(fits[0][1]))
       start = time.perf_counter()
-      record = fit_probe(probe, features[name], y, fits, settings)
+      record = fit_probe(probe, per_evaluation[name], y, fits, settings)
       logging.info("Probe %d/%d: %s on %s took %.1f s: %s.", number, total, probe.name, name,
                    time.perf_counter() - start, _headline(record))
       if store:
@@ -272,7 +331,8 @@ def run_probes(files: Mapping[str, Mapping[str, np.ndarray]],
   info = {
       "kind": kind,
       "layout": "train/test" if evaluations[0].family is None else "split schemes",
-      "evaluations": [{"family": e.family, "train_rows": int(len(e.train_rows)),
+      "evaluations": [{"family": e.family, "scored_on": e.scored_on,
+                       "train_rows": int(len(e.train_rows)),
                        "fitted_rows": int(len(rows)), "test_rows": int(len(e.test_rows))}
                       for e, rows in subsampled],
       "settings": dataclasses.asdict(settings),

@@ -65,8 +65,13 @@ def probe_markdown(report: Mapping) -> str:
            f"{' (checkpoint step ' + str(info['step']) + ')' if 'step' in info else ''}", ""]
   subsampled = [name for name, probe in info["probes"].items() if not probe.get("all_rows")]
   for evaluation in info["evaluations"]:
-    where = ("the train split, scored on the test split" if evaluation["family"] is None else
-             f"train+valid of split scheme family {evaluation['family']!r}, scored on its test")
+    if evaluation["family"] is None:
+      where = "the train split, scored on the test split"
+    elif evaluation.get("scored_on") == "valid":
+      where = (f"train of split scheme family {evaluation['family']!r}, scored on its valid "
+               "(val_ metrics)")
+    else:
+      where = f"train+valid of split scheme family {evaluation['family']!r}, scored on its test"
     stratified = ", stratified by label" if info["kind"] == "classification" else ""
     sampled = (f"; {', '.join(subsampled)} on a fixed subsample of {evaluation['fitted_rows']} "
                f"rows (seed 0{stratified}; max_train={settings['max_train']})"
@@ -96,7 +101,7 @@ def probe_markdown(report: Mapping) -> str:
     lines.append(f"- Controls ({', '.join(info['controls'])}): raw = the inputs, pca = their "
                  "first principal components at the latent size, random_expansion = a fixed "
                  "random gelu layer on the mean encoding at the informative width; statistics "
-                 "from the train split.")
+                 "from each fit's training rows only.")
   if report.get("reused"):
     lines.append(f"- Reused from an earlier run's partial results: "
                  f"{', '.join('/'.join(pair) for pair in report['reused'])}.")
