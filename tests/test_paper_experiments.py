@@ -123,14 +123,54 @@ def test_molecules_table_smoke_pretrains_embeds_and_probes(tmp_path, molecule_fi
   out = tmp_path / "out" / "molecules_table_smoke"
   content = json.loads((out / "results.json").read_text())
   assert set(content["results"]) == {"esol", "freesolv", "lipophilicity"}
-  for by_model in content["results"].values():
-    assert set(by_model) == {"mim", "cmim", "ecfp4"}
-    assert set(by_model["cmim"]["ridge"]) == {"mean", "informative"}
-    random = by_model["ecfp4"]["ridge"]["mean"]["rmse@random"]
+  for by_run in content["results"].values():
+    assert set(by_run) == {"mim", "cmim", "ecfp4"}
+    assert set(by_run["cmim"]["ridge"]) == {"mean", "informative", "random_expansion"}
+    assert set(by_run["cmim"]["mlp"]) == {"mean"}  # The other capacity control.
+    assert set(by_run["ecfp4"]["ridge"]) == {"raw", "pca"}  # Probed once per data set.
+    random = by_run["ecfp4"]["ridge"]["raw"]["rmse@random"]
     assert random["n"] == 3 and random["mean"] > 0  # Three random splits pooled.
-    assert by_model["mim"]["ridge"]["informative"]["rmse@scaffold"]["mean"] > 0
+    assert by_run["ecfp4"]["ridge"]["raw"]["val_rmse@random"]["n"] == 3
+    assert by_run["mim"]["ridge"]["informative"]["val_rmse@scaffold"]["mean"] > 0
+  assert content["pca_dims"] == {name: 8 for name in content["results"]}  # K x D = 2 x 4.
   assert set(content["pretrain_summaries"]) == {"mim", "cmim"}
-  assert "| esol | ECFP4 | ridge |" in (out / "report.md").read_text()
+  assert content["models"]["cmim"]["method"] == "cmim"
+  assert 0 <= content["models"]["mim"]["reconstruction_token_accuracy"] <= 1
+  for family in ("random", "scaffold"):
+    assert set(content["selected_on_validation"][family]["esol"]) == {
+        "mim", "cmim", "mim capacity controls", "cmim capacity controls", "ECFP4 baselines"}
+  report = (out / "report.md").read_text()
+  assert "| esol | ECFP4 | ridge |" in report and "| esol | PCA of ECFP4 (8) | ridge |" in report
+  assert "The selection used the validation rows only" in report
+
+
+def _row(data_set, source, features, val, test):
+  return {"data_set": data_set, "source": source, "features": features, "probe": "ridge",
+          "metrics": {"val_rmse@random": {"mean": val, "std": 0.0, "n": 3},
+                      "rmse@random": {"mean": test, "std": 0.0, "n": 3}}}
+
+
+def test_molecules_selection_uses_validation_rmse_never_test_rmse():
+  from experiments.paper import molecules_table  # pylint: disable=g-import-not-at-top
+  rows = [_row("esol", "cmim", "cmim mean", val=0.9, test=0.5),  # Best on test only.
+          _row("esol", "cmim", "cmim informative", val=0.7, test=0.8),  # Best on validation.
+          _row("esol", "ECFP4 baselines", "ECFP4", val=1.0, test=1.1),
+          _row("freesolv", "cmim", "cmim mean", val=2.0, test=3.0)]
+  selected = molecules_table.select_on_validation(rows, "random")
+  assert selected["esol"]["cmim"]["features"] == "cmim informative"
+  assert selected["esol"]["ECFP4 baselines"]["features"] == "ECFP4"
+  assert selected["freesolv"]["cmim"]["features"] == "cmim mean"
+  assert molecules_table.select_on_validation(rows, "scaffold") == {}  # No val_rmse@scaffold.
+
+
+def test_molecules_workdirs_flag_takes_any_number_of_named_models():
+  from experiments.paper import molecules_table  # pylint: disable=g-import-not-at-top
+  parsed = molecules_table.parse_workdirs(["mim=/r/mim", "cmim=/r/cmim", "cmim_t1=/r/t1"])
+  assert list(parsed) == ["mim", "cmim", "cmim_t1"]
+  assert str(parsed["cmim_t1"]) == "/r/t1"
+  for bad in (["mim"], ["mim=/a", "mim=/b"], ["ecfp4=/a"]):
+    with pytest.raises(ValueError, match="name=workdir"):
+      molecules_table.parse_workdirs(bad)
 
 
 def test_contrastive_sweep_smoke_scores_on_a_validation_split_from_train(tmp_path,
