@@ -16,6 +16,8 @@ probe's accuracy of the (B, seed) runs are regressed on ln B (slope, 95 % CI, p-
 `stats.fit_line`), and the slopes of cMIM are compared with InfoNCE's and cMIM-Sigma's
 (`stats.slope_difference`: difference, 95 % CI, p).
 Only the mean embedding is compared: InfoNCE has no decoder, hence no informative embedding.
+Beside the runs' accuracies stand the baselines raw pixels and PCA of the pixels at the latent size,
+with the same probes: functions of the inputs alone, so probed once (from the first run's files).
 Writes OUT/batch_size_<preset> (fixed_examples) or OUT/batch_size_fixed_steps_<preset>
 /{report.md, results.json, batch_size_z.png}.
 """
@@ -176,9 +178,43 @@ def _fit_table(fits: dict[str, stats.LinearFit], differences: dict[str, stats.Di
           + "\n".join(rows))
 
 
+def baseline_accuracies(baselines: dict[str, dict]) -> dict[str, dict[str, float]]:
+  """{"raw" / "pca": {"<probe> accuracy": value}} from {probe: {"raw" / "pca": {metric: ...}}}
+  (`common.split_baselines`), named like the runs' accuracy metrics of `values`."""
+  out: dict[str, dict[str, float]] = {}
+  for probe, by_embedding in baselines.items():
+    for name, by_metric in by_embedding.items():
+      out.setdefault(name, {})[f"{probe} accuracy"] = by_metric["accuracy"]["mean"]
+  return out
+
+
+def accuracy_table(values: dict[str, dict], baselines: dict[str, dict[str, float]],
+                   latent_dim: int) -> str:
+  """Per probe, each method's mean accuracy (over seeds) at each B, then the baselines' (the same
+  at every B: they do not depend on a run) on their own lines."""
+  batch_sizes = sorted({b for _, b, _ in values["z"]})
+  methods = list(dict.fromkeys(m for m, _, _ in values["z"]))
+  described = {"raw": "raw pixels (baseline)",
+               "pca": f"PCA of the pixels to {latent_dim} (baseline)"}
+  lines = ["| probe | method | " + " | ".join(f"B={b}" for b in batch_sizes) + " |",
+           "|" + " --- |" * (len(batch_sizes) + 2)]
+  for metric in (m for m in values if m != "z"):
+    for method in methods:
+      cells = [np.mean([v for (m, b, _), v in values[metric].items() if m == method and b == size])
+               for size in batch_sizes]
+      lines.append(f"| {metric} | {method} | " + " | ".join(f"{c:.4f}" for c in cells) + " |")
+    for name, by_metric in baselines.items():
+      if metric in by_metric:
+        lines.append(f"| {metric} | {described[name]} | "
+                     + " | ".join(f"{by_metric[metric]:.4f}" for _ in batch_sizes) + " |")
+  return "\n".join(lines)
+
+
 def report(preset_name: str, preset: dict, values: dict[str, dict], fits: dict[str, dict],
-           differences: dict[str, dict], wall_s: float, command: str) -> str:
-  """The markdown report: mean z per B, then per metric the slopes on ln B and their differences."""
+           differences: dict[str, dict], baselines: dict[str, dict[str, float]], wall_s: float,
+           command: str) -> str:
+  """The markdown report: mean z per B, mean accuracies beside the baselines' (raw pixels, PCA;
+  `baseline_accuracies`), then per metric the slopes on ln B and their differences."""
   z_by_run = values["z"]
   batch_sizes = sorted({b for _, b, _ in z_by_run})
   header = "| method | " + " | ".join(f"B={b}" for b in batch_sizes) + " |\n|" + " --- |" * (
@@ -205,6 +241,9 @@ def report(preset_name: str, preset: dict, values: dict[str, dict], fits: dict[s
       f"device.  \nProbes of the mean encoding: {probes}, fitted on {preset['max_train']} "
       "training rows, scored on the test split; z-scores per (probe, metric) over all runs.\n\n"
       "Mean z-score per batch size (over seeds):\n\n" + header + "\n".join(rows) + "\n\n"
+      "Mean accuracy per batch size (over seeds), with the baselines raw pixels and their PCA at "
+      "the latent size, probed once with the same probes (they do not depend on a run):\n\n"
+      + accuracy_table(values, baselines, preset["latent_dim"]) + "\n\n"
       + "\n\n".join(sections) + "\n\n" + conclusion(fits["z"])
       + f"\n\n![z against B]({figure_name(preset['protocol'])})\n")
 
@@ -230,10 +269,11 @@ def main(argv):
       [(run_config(*key, preset, FLAGS.data_dir), workdirs[key]) for key in keys],
       FLAGS.processes, num_devices=1)
   settings = evaluate.ProbeSettings(max_train=preset["max_train"], num_seeds=1,
-                                    probes=preset["probes"], embeddings=("mean",))
-  results = {f"{m}_b{b}_seed{s}": common.embed_and_probe(
-      workdirs[m, b, s], workdirs[m, b, s], settings, num_devices=1)["results"]
-             for m, b, s in keys}
+                                    probes=preset["probes"])
+  probed, baselines = common.split_baselines(
+      common.probe_runs(workdirs, settings, learned=("mean",), num_devices=1))
+  baselines = baseline_accuracies(baselines)
+  results = {f"{m}_b{b}_seed{s}": probed[m, b, s] for m, b, s in keys}
   scores = stats.entry_scores(results, embeddings=("mean",))
   values = {"z": {(m, b, s): scores[f"{m}_b{b}_seed{s}", "mean"]["mean_z"] for m, b, s in keys}}
   for probe in next(iter(results.values())):
@@ -252,12 +292,13 @@ def main(argv):
                 "steps": summary.get("step"), "train_wall_time_s": summary.get("wall_time_s"),
                 "probe": results[f"{m}_b{b}_seed{s}"]}
                for (m, b, s), summary in zip(keys, summaries)],
+      "baselines": baselines,
       "fits": {metric: {m: vars(f) for m, f in by_method.items()}
                for metric, by_method in fits.items()},
       "slope_differences": {metric: {name: vars(d) for name, d in by_name.items()}
                             for metric, by_name in differences.items()}})
   (out_dir / "report.md").write_text(
-      report(FLAGS.preset, preset, values, fits, differences, wall_s, command))
+      report(FLAGS.preset, preset, values, fits, differences, baselines, wall_s, command))
   if FLAGS.figures:
     pathlib.Path(FLAGS.figures).mkdir(parents=True, exist_ok=True)
     shutil.copy(figure, pathlib.Path(FLAGS.figures) / figure.name)

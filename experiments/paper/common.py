@@ -7,6 +7,7 @@ interrupted run resumes from its checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import platform
@@ -17,12 +18,14 @@ from typing import Any, Mapping, Sequence
 
 import jax
 import ml_collections
+import numpy as np
 from absl import logging
 
 from cmim_jax import embed as embed_lib
+from cmim_jax import embedding_files
 from cmim_jax import errors
 from cmim_jax import training
-from cmim_jax.probes import evaluate, workflows
+from cmim_jax.probes import controls, evaluate, workflows
 
 
 def machine_description() -> str:
@@ -115,31 +118,134 @@ def _reap(active: list[tuple[subprocess.Popen, pathlib.Path]]
   return still
 
 
+BASELINES = (controls.RAW, controls.PCA)  # Functions of the inputs alone: one probe per data set.
+
+
+def embed(run_dir: pathlib.Path, out_dir: pathlib.Path, *, with_raw: bool,
+          data_name: str | None = None, data_dir: str | None = None,
+          num_devices: int | None = None) -> pathlib.Path:
+  """Embeds the run in `run_dir` into out_dir/embeddings (the raw inputs too when `with_raw`);
+  returns that folder. Skipped when its files exist (and hold the raw inputs, if asked for).
+
+  `data_name` / `data_dir` embed another data set than the run trained on (see
+  `embed.load_trained`).
+  """
+  embeddings_dir = out_dir / "embeddings"
+  held = embedded_names(embeddings_dir)
+  if held and (controls.RAW in held or not with_raw):
+    return embeddings_dir
+  logging.info("Embedding %s into %s ...", run_dir, embeddings_dir)
+  trained = embed_lib.load_trained(run_dir, data_name=data_name, data_dir=data_dir,
+                                   devices=devices(num_devices))
+  embed_lib.write_embeddings(trained, embeddings_dir, with_raw=with_raw)
+  return embeddings_dir
+
+
+def embedded_names(embeddings_dir: pathlib.Path) -> tuple[str, ...]:
+  """The feature sets (`embedding_files.EMBEDDING_KEYS`) every split file in the folder holds;
+  () without files."""
+  paths = sorted(embeddings_dir.glob("*.npz"))
+  if not paths:
+    return ()
+  held = []
+  for path in paths:
+    with np.load(path, allow_pickle=False) as data:  # Reads the names only, not the arrays.
+      held.append({name.removesuffix(".npy") for name in data.files})
+  return tuple(k for k in embedding_files.EMBEDDING_KEYS if all(k in names for names in held))
+
+
+def probe(embeddings_dir: pathlib.Path, out_dir: pathlib.Path,
+          settings: evaluate.ProbeSettings) -> dict[str, Any]:
+  """Probes the files in `embeddings_dir` into out_dir/probe; returns the report (results.json).
+
+  Skipped when out_dir/probe/results.json was written with the same settings; otherwise the
+  (probe, embedding) pairs saved by an earlier probing are reused (`workflows.probe_run`).
+  """
+  results_path = out_dir / "probe" / workflows.RESULTS_JSON
+  wanted = json.loads(json.dumps(dataclasses.asdict(settings)))
+  if results_path.exists():
+    probed = json.loads(results_path.read_text())
+    if probed.get("info", {}).get("settings") == wanted:
+      return probed
+  start = time.perf_counter()
+  logging.info("Probing %s ...", embeddings_dir)
+  workflows.probe_run(embeddings_dir, out_dir / "probe", settings)
+  logging.info("Probed %s in %.0f s.", embeddings_dir, time.perf_counter() - start)
+  return json.loads(results_path.read_text())
+
+
 def embed_and_probe(run_dir: pathlib.Path, out_dir: pathlib.Path,
                     settings: evaluate.ProbeSettings, *, data_name: str | None = None,
                     data_dir: str | None = None,
                     num_devices: int | None = None) -> dict[str, Any]:
-  """Embeds the run in `run_dir` into out_dir/embeddings and probes them into out_dir/probe.
+  """`embed` then `probe`: out_dir/embeddings and out_dir/probe; returns the probe report.
 
-  Either step is skipped when its output exists (out_dir/probe/results.json ends the job).
-  `data_name` / `data_dir` embed another data set than the run trained on (see
-  `embed.load_trained`). Returns the probe report as read back from results.json.
+  The raw inputs are written only when the settings probe every embedding and control (they
+  only feed the controls).
   """
-  results_path = out_dir / "probe" / workflows.RESULTS_JSON
-  if not results_path.exists():
-    embeddings_dir = out_dir / "embeddings"
-    if not any(embeddings_dir.glob("*.npz")):
-      logging.info("Embedding %s into %s ...", run_dir, embeddings_dir)
-      trained = embed_lib.load_trained(run_dir, data_name=data_name, data_dir=data_dir,
-                                       devices=devices(num_devices))
-      # The raw inputs only feed the controls, probed when no embedding list is given.
-      embed_lib.write_embeddings(trained, embeddings_dir,
-                                 with_raw=settings.controls and settings.embeddings is None)
-    start = time.perf_counter()
-    logging.info("Probing %s ...", embeddings_dir)
-    workflows.probe_run(embeddings_dir, out_dir / "probe", settings)
-    logging.info("Probed %s in %.0f s.", embeddings_dir, time.perf_counter() - start)
-  return json.loads(results_path.read_text())
+  with_raw = settings.controls and settings.embeddings is None
+  embeddings_dir = embed(run_dir, out_dir, with_raw=with_raw, data_name=data_name,
+                         data_dir=data_dir, num_devices=num_devices)
+  return probe(embeddings_dir, out_dir, settings)
+
+
+def embeddings_to_probe(available: Sequence[str], learned: Sequence[str] | None = None,
+                        baselines: bool = False) -> tuple[str, ...]:
+  """What to probe of a run whose files hold `available` feature sets.
+
+  The learned embeddings among them (those in `learned`; None = all), the random expansion of
+  the mean encoding when the informative embedding is among those (its capacity control), and,
+  when `baselines`, raw and pca (run-independent, so asked of one run per data set).
+  """
+  names = [k for k in available
+           if k not in controls.CONTROLS and (learned is None or k in learned)]
+  if "mean" in names and "informative" in names:
+    names.append(controls.RANDOM_EXPANSION)
+  if baselines:
+    names += BASELINES
+  return tuple(names)
+
+
+def probe_runs(workdirs: Mapping[Any, pathlib.Path], settings: evaluate.ProbeSettings,
+               learned: Sequence[str] | None = None,
+               num_devices: int | None = None) -> dict[Any, dict[str, Any]]:
+  """Embeds and probes every run in its workdir (`settings.embeddings` is ignored).
+
+  Each run's `learned` embeddings (None = all its files hold) and their capacity control are
+  probed (`embeddings_to_probe`); the first run's files also hold the raw inputs, and its probes
+  alone cover the baselines raw and pca, which are the same for every run of the data set.
+
+  Returns:
+    key -> probe results {probe: {embedding: {metric: {"mean", ...}}}}, in the order of
+    `workdirs`; `split_baselines` takes raw and pca out.
+  """
+  results = {}
+  for number, (key, workdir) in enumerate(workdirs.items()):
+    embeddings_dir = embed(workdir, workdir, with_raw=number == 0, num_devices=num_devices)
+    names = embeddings_to_probe(embedded_names(embeddings_dir), learned, baselines=number == 0)
+    results[key] = probe(embeddings_dir, workdir,
+                         dataclasses.replace(settings, embeddings=names))["results"]
+  return results
+
+
+def split_baselines(results_by_run: Mapping[Any, Mapping]) -> tuple[dict[Any, dict], dict]:
+  """(results without raw and pca, {probe: {"raw" / "pca": {metric: summary}}} of the one run that
+  probed them, as `probe_runs` returns them).
+
+  Raises:
+    errors.CmimError: when no run, or more than one, probed the baselines.
+  """
+  runs = {key: {probe: {e: v for e, v in by_embedding.items() if e not in BASELINES}
+                for probe, by_embedding in results.items()}
+          for key, results in results_by_run.items()}
+  holders = [key for key, results in results_by_run.items()
+             if any(e in BASELINES for by_embedding in results.values() for e in by_embedding)]
+  if len(holders) != 1:
+    raise errors.CmimError(f"The baselines {BASELINES} should come from exactly one run's probes, "
+                           f"found them in {holders}; probe the runs with `probe_runs`.")
+  baselines = {probe: {e: v for e, v in by_embedding.items() if e in BASELINES}
+               for probe, by_embedding in results_by_run[holders[0]].items()}
+  return runs, baselines
 
 
 def linear_accuracy_of_mean(run_dir: pathlib.Path) -> float:

@@ -70,11 +70,26 @@ def entry_scores(results_by_run: Mapping[str, Mapping],
     results_by_run = {run: {probe: {e: v for e, v in by_embedding.items() if e in embeddings}
                             for probe, by_embedding in results.items()}
                       for run, results in results_by_run.items()}
+  return _comparison(results_by_run)["per_entry"]
+
+
+def control_scores(results_by_run: Mapping[str, Mapping]) -> dict[tuple[str, str], dict]:
+  """Mean z-score of every (run, control) against the learned entries' mean and std per
+  (probe, metric) (`compare.control_zscores`): where a control stands, without taking part.
+
+  Returns:
+    (run, control) -> {"mean_z", "n"} for the controls (`probes.controls.CONTROLS`) among the
+    embeddings of `results_by_run` (as in `entry_scores`).
+  """
+  return _comparison(results_by_run)["per_control"]
+
+
+def _comparison(results_by_run: Mapping[str, Mapping]) -> dict:
   table = compare_lib.build_table(results_by_run)
   if not table.criteria:
     raise ValueError("No (probe, metric) is shared by every run and embedding; probe all runs "
                      "with the same probes.")
-  return compare_lib.compare(table)["per_entry"]
+  return compare_lib.compare(table)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
