@@ -150,7 +150,7 @@ def embedded_names(embeddings_dir: pathlib.Path) -> tuple[str, ...]:
   held = []
   for path in paths:
     with np.load(path, allow_pickle=False) as data:  # Reads the names only, not the arrays.
-      held.append({name.removesuffix(".npy") for name in data.files})
+      held.append(set(data.files))
   return tuple(k for k in embedding_files.EMBEDDING_KEYS if all(k in names for names in held))
 
 
@@ -181,9 +181,11 @@ def embed_and_probe(run_dir: pathlib.Path, out_dir: pathlib.Path,
   """`embed` then `probe`: out_dir/embeddings and out_dir/probe; returns the probe report.
 
   The raw inputs are written only when the settings probe every embedding and control (they
-  only feed the controls).
+  only feed the controls); embedding files that exist are kept with or without them (the inputs
+  of a task may not be features).
   """
-  with_raw = settings.controls and settings.embeddings is None
+  with_raw = (settings.controls and settings.embeddings is None
+              and not embedded_names(out_dir / "embeddings"))
   embeddings_dir = embed(run_dir, out_dir, with_raw=with_raw, data_name=data_name,
                          data_dir=data_dir, num_devices=num_devices)
   return probe(embeddings_dir, out_dir, settings)
