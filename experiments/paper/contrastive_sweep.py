@@ -53,6 +53,12 @@ PRESETS = {
                 latent_dims=(16, 64), seeds=3, pairs=OTHER_PAIRS,
                 pair_settings=((0.1, 1.0), (0.1, 10.0)), num_steps=600, batch_size=128,
                 hidden_sizes=(128,), num_train=10_000, num_validation=5_000),
+    # The 2-core CPU, about 10 min a seed: whether the cpu preset's choice of defaults holds at the
+    # default config itself (MLP 512-512, 10,000 steps of 128, 50,000 / 10,000 digits), for the
+    # old defaults (D = 16, τ = 0.1) and the cpu preset's pick (D = 64, τ = 1), crossed; 2 seeds.
+    "defaults": dict(temperatures=(0.1, 1.0), weights=(1.0,), latent_dims=(16, 64), seeds=2,
+                     pairs=(), pair_settings=(), num_steps=10_000, batch_size=128,
+                     hidden_sizes=(512, 512), num_train=50_000, num_validation=10_000),
     # A GPU: the default MLP (512-512), 10,000 steps of 128, 50,000 / 10,000 digits, every pair at
     # every (τ, w).
     "full": dict(temperatures=(0.05, 0.1, 0.2, 0.5, 1.0), weights=(1.0, 10.0, 100.0),
