@@ -152,7 +152,7 @@ and molecules are decoded from points of the latent space."""),
 `CHECKPOINT` is the workdir of a pretrained run (`python -m experiments.main
 --config=experiments/configs/molecules.py ...`); empty means: pretrain a small model here
 (`SMALL = True`: 2,000 MOSES molecules, 150 steps, minutes on a CPU; `False`: the CPU default,
-about half an hour). `MOSES_DIR` / `MOLECULENET_DIR` may point at local copies of the data; empty
+about ten minutes). `MOSES_DIR` / `MOLECULENET_DIR` may point at local copies of the data; empty
 means: download (SHA-256 checked) into the cache."""),
     ("code", """import os
 SMALL = True

@@ -57,7 +57,7 @@ PRESETS = {
                                 num_test_molecules=16, width=16, num_latents=2, latent_dim=4,
                                 layers=1, max_length=40),
                   probes=("ridge",), mlp_on_mean=True, num_seeds=1),
-    # A 2-core CPU: the CPU default pretraining (`molecules.py`, about 25 min per method; pass
+    # A 2-core CPU: the CPU default pretraining (`molecules.py`, about 10 min per method; pass
     # --workdirs to reuse runs), ridge and a random forest trying a third of the features per
     # split on both cores (`random_forest_third`: the all-features forest on 2,048-bit ECFP4 is
     # 3x slower and would dominate the table), and the MLP on each mean encoding.
