@@ -64,7 +64,7 @@ PRESETS = {
     # A GPU: the default MLP, D and τ, 10 epochs per run (fixed_examples) or 5,000 steps
     # (fixed_steps), the whole classification probe suite.
     "full": dict(methods=ALL_METHODS, batch_sizes=ALL_BATCH_SIZES, seeds=5, examples=600_000,
-                 steps=5000, hidden_sizes=(512, 512), latent_dim=64, temperature=1.0, probes=None,
+                 steps=5000, hidden_sizes=(512, 512), latent_dim=16, temperature=1.0, probes=None,
                  max_train=10000),
 }
 

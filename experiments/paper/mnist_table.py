@@ -46,10 +46,10 @@ PRESETS = {
     "cpu": dict(methods=ALL_METHODS, seeds=3, num_steps=1000, batch_size=128,
                 hidden_sizes=(256,), latent_dim=16, temperature=0.1,
                 probes=("knn5_cosine", "knn5_euclidean"), max_train=2000),
-    # A GPU: the default config (10,000 steps, MLP 512-512, D = 64, τ = 1), the default
+    # A GPU: the default config (10,000 steps, MLP 512-512, D = 16, τ = 1), the default
     # classification suite.
     "full": dict(methods=ALL_METHODS, seeds=3, num_steps=10000, batch_size=128,
-                 hidden_sizes=(512, 512), latent_dim=64, temperature=1.0, probes=None,
+                 hidden_sizes=(512, 512), latent_dim=16, temperature=1.0, probes=None,
                  max_train=10000),
 }
 
