@@ -4,9 +4,9 @@
       [--data_dir=../shared/data/mnist] [--method=infonce|infonce_x] [--contrastive_weight=W]
 
 Trains `infonce` (or `infonce_x`, InfoNCE plus a decoder) on MNIST for each augmentation setting
-of `SETTINGS` and seed and scores each run on a validation split carved from MNIST *train* (`contrastive_sweep.write_validation_split`;
-the test set is never read): the JAX linear probe (`cmim_jax.probes.linear`) and KNN-5 of the mean
-encoding, fitted on the runs' training rows. The same linear probe on the raw pixels of the same
+of `SETTINGS` and seed and scores each run on a validation split carved from MNIST *train*
+(`contrastive_sweep.write_validation_split`; the test set is never read): the JAX linear probe
+(`cmim_jax.probes.linear`) and KNN-5 of the mean encoding, fitted on the runs' training rows. The same linear probe on the raw pixels of the same
 rows is the bar InfoNCE has to clear. infonce_x draws its views from the same `config.augment`;
 `--method=infonce_x` checks that the setting chosen for infonce serves it too, with W the weight
 of its InfoNCE term next to the reconstruction (`loss.contrastive_weight`; infonce has no other
