@@ -252,7 +252,8 @@ def main(argv):
       f"Runs: {len(preset['methods'])} methods x {preset['seeds']} seed(s), "
       f"{preset['num_steps']} steps of {preset['batch_size']}, MLP "
       f"{tuple(preset['hidden_sizes'])}, latent {preset['latent_dim']}.  \n"
-      f"Probes: {probes}, fitted on {preset['max_train']} training rows, scored on the test "
+      f"Probes: {probes}, fitted on {preset['max_train']} training rows (`linear`: on every "
+      "training row), scored on the test "
       "split. z-scores and ranks per (probe, metric) over every (run, embedding) of the data "
       "set; +- is the std over seeds. The controls are scored against those z-scores without "
       "joining them; raw and pca are probed once per data set.\n\n" + "\n\n".join(sections) + "\n")
