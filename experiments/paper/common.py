@@ -26,6 +26,7 @@ from cmim_jax import embedding_files
 from cmim_jax import errors
 from cmim_jax import training
 from cmim_jax.probes import controls, evaluate, workflows
+from experiments.paper import stats
 
 
 def machine_description() -> str:
@@ -237,16 +238,14 @@ def split_baselines(results_by_run: Mapping[Any, Mapping]) -> tuple[dict[Any, di
   Raises:
     errors.CmimError: when no run, or more than one, probed the baselines.
   """
-  runs = {key: {probe: {e: v for e, v in by_embedding.items() if e not in BASELINES}
-                for probe, by_embedding in results.items()}
+  runs = {key: stats.select_embeddings(results, lambda e: e not in BASELINES)
           for key, results in results_by_run.items()}
   holders = [key for key, results in results_by_run.items()
              if any(e in BASELINES for by_embedding in results.values() for e in by_embedding)]
   if len(holders) != 1:
     raise errors.CmimError(f"The baselines {BASELINES} should come from exactly one run's probes, "
                            f"found them in {holders}; probe the runs with `probe_runs`.")
-  baselines = {probe: {e: v for e, v in by_embedding.items() if e in BASELINES}
-               for probe, by_embedding in results_by_run[holders[0]].items()}
+  baselines = stats.select_embeddings(results_by_run[holders[0]], lambda e: e in BASELINES)
   return runs, baselines
 
 

@@ -89,8 +89,7 @@ def aggregate(results_by_run: dict[tuple[str, int], dict],
   scores = stats.entry_scores(_named(results_by_run))
   collected = collections.defaultdict(lambda: collections.defaultdict(list))
   for (method, seed), results in results_by_run.items():
-    learned = {probe: {e: v for e, v in by_embedding.items() if e not in controls.CONTROLS}
-               for probe, by_embedding in results.items()}
+    learned = stats.select_embeddings(results, lambda e: e not in controls.CONTROLS)
     _collect_metrics(collected, method, learned)
     for embedding in {e for by_embedding in learned.values() for e in by_embedding}:
       entry = scores[f"{method}_seed{seed}", embedding]
@@ -146,8 +145,7 @@ def controls_table(results_by_run: dict[tuple[str, int], dict],
       table[name] = {"mean_z": scores["inputs", name]["mean_z"], **cells}
   collected = collections.defaultdict(lambda: collections.defaultdict(list))
   for (method, seed), results in results_by_run.items():
-    expansion = {probe: {e: v for e, v in by_embedding.items() if e == controls.RANDOM_EXPANSION}
-                 for probe, by_embedding in results.items()}
+    expansion = stats.select_embeddings(results, lambda e: e == controls.RANDOM_EXPANSION)
     _collect_metrics(collected, method, expansion)
     if (f"{method}_seed{seed}", controls.RANDOM_EXPANSION) in scores:
       collected[method, controls.RANDOM_EXPANSION]["mean_z"].append(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -52,6 +52,13 @@ def fit_z_against_log_batch(batch_sizes: Sequence[int], z_scores: Sequence[float
   return fit_line([math.log(b) for b in batch_sizes], z_scores)
 
 
+def select_embeddings(results: Mapping[str, Mapping],
+                      keep: Callable[[str], bool]) -> dict[str, dict]:
+  """Probe results {probe: {embedding: metrics}} with only the embeddings for which `keep` holds."""
+  return {probe: {e: v for e, v in by_embedding.items() if keep(e)}
+          for probe, by_embedding in results.items()}
+
+
 def entry_scores(results_by_run: Mapping[str, Mapping],
                  embeddings: Sequence[str] | None = None) -> dict[tuple[str, str], dict]:
   """Mean z-score and mean rank of every (run, embedding) across the criteria all of them share.
@@ -67,8 +74,7 @@ def entry_scores(results_by_run: Mapping[str, Mapping],
     entries (`cmim_jax.probes.compare`).
   """
   if embeddings is not None:
-    results_by_run = {run: {probe: {e: v for e, v in by_embedding.items() if e in embeddings}
-                            for probe, by_embedding in results.items()}
+    results_by_run = {run: select_embeddings(results, lambda e: e in embeddings)
                       for run, results in results_by_run.items()}
   return _comparison(results_by_run)["per_entry"]
 
