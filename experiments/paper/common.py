@@ -155,14 +155,14 @@ def embedded_names(embeddings_dir: pathlib.Path) -> tuple[str, ...]:
   return tuple(k for k in embedding_files.EMBEDDING_KEYS if all(k in names for names in held))
 
 
-def probe(embeddings_dir: pathlib.Path, out_dir: pathlib.Path,
+def probe(embeddings_dir: pathlib.Path, probe_dir: pathlib.Path,
           settings: evaluate.ProbeSettings) -> dict[str, Any]:
-  """Probes the files in `embeddings_dir` into out_dir/probe; returns the report (results.json).
+  """Probes the files in `embeddings_dir` into `probe_dir`; returns the report (results.json).
 
-  Skipped when out_dir/probe/results.json was written with the same settings; otherwise the
+  Skipped when probe_dir/results.json was written with the same settings; otherwise the
   (probe, embedding) pairs saved by an earlier probing are reused (`workflows.probe_run`).
   """
-  results_path = out_dir / "probe" / workflows.RESULTS_JSON
+  results_path = probe_dir / workflows.RESULTS_JSON
   wanted = json.loads(json.dumps(dataclasses.asdict(settings)))
   if results_path.exists():
     probed = json.loads(results_path.read_text())
@@ -170,7 +170,7 @@ def probe(embeddings_dir: pathlib.Path, out_dir: pathlib.Path,
       return probed
   start = time.perf_counter()
   logging.info("Probing %s ...", embeddings_dir)
-  workflows.probe_run(embeddings_dir, out_dir / "probe", settings)
+  workflows.probe_run(embeddings_dir, probe_dir, settings)
   logging.info("Probed %s in %.0f s.", embeddings_dir, time.perf_counter() - start)
   return json.loads(results_path.read_text())
 
@@ -189,7 +189,7 @@ def embed_and_probe(run_dir: pathlib.Path, out_dir: pathlib.Path,
               and not embedded_names(out_dir / "embeddings"))
   embeddings_dir = embed(run_dir, out_dir, with_raw=with_raw, data_name=data_name,
                          data_dir=data_dir, num_devices=num_devices)
-  return probe(embeddings_dir, out_dir, settings)
+  return probe(embeddings_dir, out_dir / "probe", settings)
 
 
 def embeddings_to_probe(available: Sequence[str], learned: Sequence[str] | None = None,
@@ -226,7 +226,7 @@ def probe_runs(workdirs: Mapping[Any, pathlib.Path], settings: evaluate.ProbeSet
   for number, (key, workdir) in enumerate(workdirs.items()):
     embeddings_dir = embed(workdir, workdir, with_raw=number == 0, num_devices=num_devices)
     names = embeddings_to_probe(embedded_names(embeddings_dir), learned, baselines=number == 0)
-    results[key] = probe(embeddings_dir, workdir,
+    results[key] = probe(embeddings_dir, workdir / "probe",
                          dataclasses.replace(settings, embeddings=names))["results"]
   return results
 

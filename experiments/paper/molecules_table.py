@@ -37,7 +37,7 @@ from absl import flags
 
 from cmim_jax import checkpointing, embedding_files, molecules_baseline
 from cmim_jax.errors import ConfigError
-from cmim_jax.probes import controls, evaluate, workflows
+from cmim_jax.probes import controls, evaluate
 from experiments import cli
 from experiments.configs import molecules as molecules_config
 from experiments.paper import common
@@ -124,15 +124,6 @@ def model_info(workdir: pathlib.Path) -> dict[str, Any]:
           "step": summary.get("step"), **{key: summary.get(key) for key in RECONSTRUCTION_KEYS}}
 
 
-def probe_once(embeddings_dir: pathlib.Path, out_dir: pathlib.Path,
-               settings: evaluate.ProbeSettings) -> dict[str, Any]:
-  """Probes `embeddings_dir` into `out_dir` unless its results.json exists; returns the report."""
-  results_path = out_dir / workflows.RESULTS_JSON
-  if not results_path.exists():
-    workflows.probe_run(embeddings_dir, out_dir, settings)
-  return json.loads(results_path.read_text())
-
-
 def probe_model(workdir: pathlib.Path, out_dir: pathlib.Path, data_name: str,
                 settings: evaluate.ProbeSettings, mlp_on_mean: bool) -> dict[str, dict]:
   """Embeds `data_name` with the model in `workdir` into out_dir and probes its embeddings and
@@ -141,8 +132,8 @@ def probe_model(workdir: pathlib.Path, out_dir: pathlib.Path, data_name: str,
                                    data_dir=FLAGS.data_dir)["results"]
   if mlp_on_mean:
     mlp = dataclasses.replace(settings, probes=("mlp",), embeddings=("mean",))
-    results = {**results, **probe_once(out_dir / "embeddings", out_dir / "probe_mlp",
-                                       mlp)["results"]}
+    results = {**results, **common.probe(out_dir / "embeddings", out_dir / "probe_mlp",
+                                         mlp)["results"]}
   return results
 
 
@@ -158,7 +149,7 @@ def probe_ecfp4(data_name: str, out_dir: pathlib.Path, settings: evaluate.ProbeS
     embedding_files.save_npz(path, arrays)
   baselines = dataclasses.replace(settings, embeddings=(controls.RAW, controls.PCA),
                                   pca_dim=pca_dim)
-  return probe_once(path.parent, out_dir / "probe", baselines)["results"]
+  return common.probe(path.parent, out_dir / "probe", baselines)["results"]
 
 
 def mean_width(embeddings_dir: pathlib.Path) -> int:
