@@ -201,6 +201,12 @@ def infonce_temperature(cfg: ml_collections.ConfigDict) -> float:
   return cfg.get("infonce_temperature", cfg.temperature)
 
 
+def infonce_weight(cfg: ml_collections.ConfigDict) -> float:
+  """infonce_x's weight of its InfoNCE term next to the reconstruction: `loss.infonce_weight`, or
+  `loss.contrastive_weight` in configs without that field (written before it existed)."""
+  return cfg.get("infonce_weight", cfg.contrastive_weight)
+
+
 def _symmetric_infonce(model, params, views: Sequence[jax.Array], cfg) -> jax.Array:
   """InfoNCE between the projected means of two views, averaged over both directions."""
   if len(views) != 2:
@@ -226,7 +232,7 @@ def _infonce_x(model, params, x, key, cfg, views=()) -> LossAndTerms:
   contrastive = _symmetric_infonce(model, params, views, cfg)
   _, log_px = _reconstruct(model, params, x, key)
   reconstruction = -jnp.mean(log_px)
-  return (reconstruction + cfg.contrastive_weight * contrastive,
+  return (reconstruction + infonce_weight(cfg) * contrastive,
           dict(reconstruction=reconstruction, infonce=contrastive))
 
 

@@ -65,6 +65,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *names: str) -> N
     ("data.batch_size", 1),
     ("loss.method", "simclr"),
     ("loss.contrastive_anchor", "x"),
+    ("loss.infonce_weight", -1.0),
     ("model.encoder", "resnet"),
     ("data.name", "cifar"),
     ("train.log_every_steps", 0),

@@ -95,7 +95,8 @@ def test_every_method_and_architecture_trains_on_8_devices(method, architecture)
 
 def test_infonce_is_symmetric_infonce_of_the_projected_means():
   config = _config("infonce_x")
-  config.loss.contrastive_weight = 0.5
+  config.loss.infonce_weight = 0.5
+  config.loss.contrastive_weight = 7.0  # cMIM's weight: infonce_x must not read it.
   task = _task(config)
   method = objectives.get_method("infonce_x")
   model = method.build_model(task, config)
@@ -121,6 +122,17 @@ def test_infonce_is_symmetric_infonce_of_the_projected_means():
   np.testing.assert_allclose(loss, terms["reconstruction"] + 0.5 * terms["infonce"], rtol=1e-6)
   with pytest.raises(ValueError, match="need 2 augmented views"):
     method.loss_fn(model, params, x, keys[3], config.loss, views[:1])
+
+
+def test_infonce_x_without_infonce_weight_falls_back_to_contrastive_weight():
+  """Configs written before `loss.infonce_weight` existed weighted infonce_x's InfoNCE term by
+  `loss.contrastive_weight`; they still train the objective they were written for."""
+  config = _config("infonce_x")
+  del config.loss["infonce_weight"]
+  config.loss.contrastive_weight = 3.0
+  assert objectives.infonce_weight(config.loss) == 3.0
+  config.loss.infonce_weight = 100.0
+  assert objectives.infonce_weight(config.loss) == 100.0
 
 
 def test_views_are_augmented_and_other_methods_inputs_are_not():

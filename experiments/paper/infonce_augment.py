@@ -1,7 +1,7 @@
 """Issue 12: which view augmentations make InfoNCE a fair baseline? Chosen on a validation split.
 
   python -m experiments.paper.infonce_augment --preset=smoke|cpu --out=runs/paper \
-      [--data_dir=../shared/data/mnist] [--method=infonce|infonce_x] [--contrastive_weight=W]
+      [--data_dir=../shared/data/mnist] [--method=infonce|infonce_x] [--infonce_weight=W]
 
 Trains `infonce` (or `infonce_x`, InfoNCE plus a decoder) on MNIST for each augmentation setting
 of `SETTINGS` and seed and scores each run on a validation split carved from MNIST *train*
@@ -9,7 +9,7 @@ of `SETTINGS` and seed and scores each run on a validation split carved from MNI
 (`cmim_jax.probes.linear`) and KNN-5 of the mean encoding, fitted on the runs' training rows. The same linear probe on the raw pixels of the same
 rows is the bar InfoNCE has to clear. infonce_x draws its views from the same `config.augment`;
 `--method=infonce_x` checks that the setting chosen for infonce serves it too, with W the weight
-of its InfoNCE term next to the reconstruction (`loss.contrastive_weight`; infonce has no other
+of its InfoNCE term next to the reconstruction (`loss.infonce_weight`; infonce has no other
 term). Writes OUT/<method>_augment_<preset>[_w<W>]/{report.md, results.json}.
 """
 
@@ -60,10 +60,10 @@ PRESETS = {
 def run_config(setting: str, seed: int, preset: dict, data_dir: pathlib.Path,
                method: str = "infonce", weight: float = 1.0) -> ml_collections.ConfigDict:
   """The MNIST config of `method` with `SETTINGS[setting]` applied to its augmentations and
-  `weight` as its contrastive weight."""
+  `weight` as infonce_x's InfoNCE weight."""
   config = contrastive_sweep.validation_run_config(seed, preset, data_dir)
   config.loss.method = method
-  config.loss.contrastive_weight = weight
+  config.loss.infonce_weight = weight
   config.model.latent_dim = preset["latent_dim"]
   config.augment.update(SETTINGS[setting])
   config.train.num_steps = preset["num_steps"]
@@ -113,7 +113,7 @@ def main(argv):
   command = common.command_line("experiments.paper.infonce_augment")
   start = time.perf_counter()
   preset = PRESETS[FLAGS.preset]
-  weight = FLAGS.contrastive_weight
+  weight = FLAGS.infonce_weight
   suffix = "" if weight == 1.0 else f"_w{weight:g}"
   out_dir = pathlib.Path(FLAGS.out) / f"{FLAGS.method}_augment_{FLAGS.preset}{suffix}"
   data_dir = contrastive_sweep.validation_split(FLAGS.data_dir, out_dir / "data", preset)
@@ -135,14 +135,14 @@ def main(argv):
   wall_s = time.perf_counter() - start
   common.write_json(out_dir / "results.json", {
       "preset": FLAGS.preset, "machine": common.machine_description(), "wall_time_s": wall_s,
-      "command": command, "method": FLAGS.method, "contrastive_weight": weight,
+      "command": command, "method": FLAGS.method, "infonce_weight": weight,
       "raw_pixels_linear_accuracy": raw_accuracy, "rows": rows,
       "best": best["setting"]})
   (out_dir / "report.md").write_text(
       f"# {FLAGS.method} augmentations on validation ({FLAGS.preset} preset)\n\n"
       f"Command: `{command}`  \nMachine: {common.machine_description()}; wall time "
       f"{wall_s / 60:.1f} min (runs already done are not repeated).  \n"
-      f"{FLAGS.method} (contrastive weight {weight:g}), {preset['seeds']} seed(s) per setting, "
+      f"{FLAGS.method} (InfoNCE weight {weight:g}), {preset['seeds']} seed(s) per setting, "
       f"{preset['num_steps']} steps of {preset['batch_size']}, "
       f"MLP {tuple(preset['hidden_sizes'])}, on {preset['num_train']:,} MNIST training digits; "
       f"scored on {preset['num_validation']:,} other MNIST training digits (validation; the test "
@@ -157,7 +157,7 @@ def define_flags() -> None:
   flags.DEFINE_string("out", "runs/paper", "Output folder (runs and report go below it).")
   flags.DEFINE_string("data_dir", "", "MNIST IDX folder; '' = the loaders' default.")
   flags.DEFINE_enum("method", "infonce", ["infonce", "infonce_x"], "The InfoNCE method trained.")
-  flags.DEFINE_float("contrastive_weight", 1.0, "infonce_x: weight of its InfoNCE term.")
+  flags.DEFINE_float("infonce_weight", 1.0, "infonce_x: weight of its InfoNCE term.")
 
 
 if __name__ == "__main__":
