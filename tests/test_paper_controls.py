@@ -2,16 +2,21 @@
 
 Synthetic embedding files stand in for trained runs (`common.embed` keeps files that exist), so
 the real probes run on them in a second: raw and pca are probed once per data set, the capacity
-control only for runs with an informative embedding, and no control joins the z-scores.
+control only for runs with an informative embedding, and no control joins the z-scores. The pixel
+baselines of the validation-split experiments (`common.pixel_baselines`) are the runs' own probes
+on the pixels and on PCA of them fitted on the training rows.
 """
 
 import json
 
 import numpy as np
 import pytest
+from sklearn.decomposition import PCA
+from sklearn.neighbors import KNeighborsClassifier
 
 from cmim_jax import embedding_files
-from cmim_jax.probes import evaluate
+from cmim_jax.data.idx import read_idx
+from cmim_jax.probes import evaluate, linear
 from experiments.paper import batch_size, common, mnist_table, stats
 
 SETTINGS = evaluate.ProbeSettings(max_train=None, num_seeds=1, probes=("knn5_cosine",))
@@ -130,3 +135,38 @@ def test_batch_size_report_puts_the_baselines_under_each_probe():
   preset = batch_size.preset_for("smoke", "fixed_steps")
   report = batch_size.report("smoke", preset, values, fits, differences, baselines, 1.0, "cmd")
   assert table in report and report.index(table) < report.index("Regression of z")
+
+
+def test_pixel_baselines_are_the_runs_probes_fitted_on_the_pixels(synthetic_mnist_dir):
+  baselines = common.pixel_baselines(synthetic_mnist_dir, (4,))
+  assert set(baselines) == {common.RAW_PIXELS, "PCA-4"}
+  (train, train_labels), (test, test_labels) = (
+      (read_idx(synthetic_mnist_dir / f"{split}-images-idx3-ubyte.gz").reshape(-1, 784)
+       .astype(np.float32) / 255.0,
+       read_idx(synthetic_mnist_dir / f"{split}-labels-idx1-ubyte.gz").astype(np.int32))
+      for split in ("train", "t10k"))
+  predicted, _ = linear.fit_predict_classes(train, train_labels, test, seed=0)
+  knn = KNeighborsClassifier(n_neighbors=5).fit(train, train_labels)
+  assert baselines[common.RAW_PIXELS] == {
+      "linear_accuracy": np.mean(predicted == test_labels),
+      "knn5_accuracy": knn.score(test, test_labels)}
+  assert all(0 < score <= 1 for scores in baselines.values() for score in scores.values())
+
+
+def test_pixel_features_pca_has_d_columns_fitted_on_the_training_rows_only():
+  rng = np.random.default_rng(0)
+  spread = np.linspace(3.0, 0.1, 12)  # Distinct variances: well-defined principal axes.
+  train = (rng.normal(size=(200, 12)) * spread).astype(np.float32)
+  test = (rng.normal(size=(50, 12)) * spread[::-1] + 5.0).astype(np.float32)
+  features = common.pixel_features(train, test, (3, 5))
+  assert set(features) == {common.RAW_PIXELS, "PCA-3", "PCA-5"}
+  assert features[common.RAW_PIXELS] == (train, test)
+  for dim in (3, 5):
+    pca_train, pca_test = features[f"PCA-{dim}"]
+    assert pca_train.shape == (200, dim) and pca_test.shape == (50, dim)
+    fitted = PCA(dim).fit(train)  # On the training rows alone; the axes' signs are arbitrary.
+    signs = np.sign(np.sum(pca_train * fitted.transform(train), axis=0))
+    np.testing.assert_allclose(pca_train * signs, fitted.transform(train), atol=1e-4)
+    np.testing.assert_allclose(pca_test * signs, fitted.transform(test), atol=1e-4)
+  moved = common.pixel_features(train, test * 3.0, (3,))["PCA-3"]
+  np.testing.assert_array_equal(moved[0], features["PCA-3"][0])

@@ -197,6 +197,24 @@ def test_contrastive_sweep_smoke_scores_on_a_validation_split_from_train(tmp_pat
   assert all((train == row).all(axis=1).any() for row in validation)
   assert "val KNN-5 acc" in (out / "report.md").read_text()
   assert "val linear acc" in (out / "report.md").read_text()
+  assert set(content["baselines"]) == {"raw pixels", "PCA-4"}
+  report = (out / "report.md").read_text()
+  assert report.index("| raw pixels |") < report.index("| PCA-4 |") < report.index("| mim |")
+
+
+def test_contrastive_sweep_baselines_only_scores_the_pixels_and_trains_nothing(
+    tmp_path, synthetic_mnist_dir):
+  run_script("contrastive_sweep", f"--out={tmp_path}", f"--data_dir={synthetic_mnist_dir}",
+             "--baselines_only")
+  out = tmp_path / "contrastive_sweep_smoke"
+  baselines = json.loads((out / "baselines.json").read_text())["baselines"]
+  assert set(baselines) == {"raw pixels", "PCA-4"}
+  for scores in baselines.values():
+    assert set(scores) == {"knn5_accuracy", "linear_accuracy"}
+    assert all(0 < score <= 1 for score in scores.values())
+  assert "| PCA-4 |" in (out / "baselines.md").read_text()
+  assert (out / "data" / "t10k-images-idx3-ubyte.gz").exists()
+  assert not (out / "runs").exists() and not (out / "results.json").exists()
 
 
 def test_infonce_augment_smoke_scores_settings_and_raw_pixels_on_validation(tmp_path,
@@ -207,3 +225,5 @@ def test_infonce_augment_smoke_scores_settings_and_raw_pixels_on_validation(tmp_
   for row in content["rows"]:
     assert len(row["linear_accuracy"]) == 1 and 0 < row["linear_accuracy"][0] <= 1
   assert 0 < content["raw_pixels_linear_accuracy"] <= 1
+  assert "| PCA-8 (no training) |" in (
+      tmp_path / "infonce_augment_smoke" / "report.md").read_text()

@@ -29,6 +29,16 @@ def preprocess_images(images: jax.Array, key: jax.Array, binarize: bool,
   return x
 
 
+def knn_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray,
+                 test_labels: np.ndarray, k: int) -> float:
+  """Accuracy on test [M, F] (labels [M]) of the k-nearest-neighbour vote fitted on train [N, F]
+  (labels [N]): Euclidean distance, uniform weights, features as given (not standardised)."""
+  from sklearn.neighbors import KNeighborsClassifier  # pylint: disable=g-import-not-at-top
+  # (Imported here: scikit-learn takes seconds to import, which training need not wait for.)
+  knn = KNeighborsClassifier(n_neighbors=k).fit(train, train_labels)
+  return float(knn.score(test, test_labels))
+
+
 class ImageTask(Task):
   """An MNIST-like data set; inputs are images [B, H, W, C] with pixels in [0, 1].
 
@@ -72,9 +82,7 @@ class ImageTask(Task):
   def evaluate(self, model, params, mesh: Mesh) -> dict[str, float]:
     """Test reconstruction loss -log p(x|z=mu) (nats/image, pixels in [0, 1] as targets; absent
     for encoder-only models) and the KNN accuracy of the mean encoding (fit on train, scored on
-    test); on the first `eval.max_examples` images of each split when it is > 0."""
-    from sklearn.neighbors import KNeighborsClassifier  # pylint: disable=g-import-not-at-top
-    # (Imported here: scikit-learn takes seconds to import, which training need not wait for.)
+    test; `knn_accuracy`); on the first `eval.max_examples` images of each split when it is > 0."""
     batch_size, k = self._eval_config.batch_size, self._eval_config.knn_k
     limit = self._eval_config.get("max_examples", 0) or None
     embedded = {}
@@ -83,11 +91,11 @@ class ImageTask(Task):
       embedded[split] = (embeddings.embed_inputs(model, params, inputs[:limit], mesh, batch_size),
                          annotations["labels"][:limit])
     (train, train_labels), (test, test_labels) = embedded["train"], embedded["test"]
-    knn = KNeighborsClassifier(n_neighbors=k).fit(train["mean"], train_labels)
     metrics = {}
     if "reconstruction_nll" in test:
       metrics["test_reconstruction_loss"] = float(np.mean(test["reconstruction_nll"]))
-    metrics[f"knn{k}_accuracy_mean"] = float(knn.score(test["mean"], test_labels))
+    metrics[f"knn{k}_accuracy_mean"] = knn_accuracy(train["mean"], train_labels, test["mean"],
+                                                    test_labels, k)
     return metrics
 
 

@@ -25,7 +25,10 @@ from cmim_jax import embed as embed_lib
 from cmim_jax import embedding_files
 from cmim_jax import errors
 from cmim_jax import training
-from cmim_jax.probes import controls, evaluate, workflows
+from cmim_jax.data import mnist
+from cmim_jax.probes import controls, evaluate, linear, workflows
+from cmim_jax.tasks import images
+from experiments.configs import mnist as mnist_config
 from experiments.paper import stats
 
 
@@ -256,6 +259,75 @@ def linear_accuracy_of_mean(run_dir: pathlib.Path) -> float:
                                     embeddings=("mean",))
   probed = embed_and_probe(run_dir, run_dir, settings, num_devices=1)
   return probed["results"]["linear"]["mean"]["accuracy"]["mean"]
+
+
+RAW_PIXELS = "raw pixels"
+PIXEL_BASELINES_NOTE = (
+    "Baselines (no training): the same KNN-5 and JAX linear probe as the runs', fitted on the same "
+    "training rows and scored on the same validation rows, on the raw pixels in [0, 1] and on "
+    "PCA-D of them (their first D principal components, the axes fitted on the training rows "
+    "only).")
+
+
+def pixel_features(train_pixels: np.ndarray, test_pixels: np.ndarray,
+                   latent_dims: Sequence[int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """The features of the pixel baselines: the pixels, and their first D principal components.
+
+  Args:
+    train_pixels: float32 [N, P], the training rows.
+    test_pixels: float32 [M, P], the scored rows.
+    latent_dims: the widths D of the PCA baselines.
+
+  Returns:
+    RAW_PIXELS -> (train_pixels, test_pixels), and "PCA-<D>" -> (train [N, D], test [M, D]) for
+    each D: the pixels centred with, and projected on the first D principal axes of, the training
+    rows alone (`controls.pca`, the probe suite's pca control).
+  """
+  features = {RAW_PIXELS: (train_pixels, test_pixels)}
+  every_row = np.concatenate([train_pixels, test_pixels])
+  for dim in latent_dims:
+    projected = controls.pca(every_row, np.arange(len(train_pixels)), dim)
+    features[f"PCA-{dim}"] = (projected[:len(train_pixels)], projected[len(train_pixels):])
+  return features
+
+
+def pixel_baselines(data_dir: pathlib.Path | str,
+                    latent_dims: Sequence[int]) -> dict[str, dict[str, float]]:
+  """The pixel baselines of runs on the MNIST-like IDX split in `data_dir`, scored as the runs are.
+
+  The features (`pixel_features`) are the images' pixels in [0, 1] as float32 [N, H * W * C]
+  (the runs' inputs before binarisation, flattened: the "raw" of their embedding files) and PCA-D
+  of them for each D in `latent_dims`. Each is fitted on every training row of the split and
+  scored on its test rows (`contrastive_sweep`'s validation split) by
+    knn5_accuracy    the runs' end-of-run KNN (`images.knn_accuracy` with the MNIST config's
+                     eval.knn_k = 5: Euclidean, features not standardised), their summaries'
+                     knn5_accuracy_mean;
+    linear_accuracy  the JAX linear probe with seed 0 (`linear.fit_predict_classes`), which
+                     `linear_accuracy_of_mean` fits on their mean encodings.
+
+  Returns:
+    {RAW_PIXELS or "PCA-<D>": {"knn5_accuracy": float, "linear_accuracy": float}}.
+  """
+  config = mnist_config.get_config()
+  config.data.data_dir = str(data_dir)
+  config.data.allow_fallback = False
+  dataset = mnist.load_image_dataset(config.data)
+  k = config.eval.knn_k
+
+  def pixels(split_images):
+    return split_images.astype(np.float32).reshape(len(split_images), -1) / 255.0
+
+  features = pixel_features(pixels(dataset.train_images), pixels(dataset.test_images),
+                            latent_dims)
+  baselines = {}
+  for name, (train, test) in features.items():
+    logging.info("Scoring the %s baseline (%d columns) ...", name, train.shape[1])
+    predicted, _ = linear.fit_predict_classes(train, dataset.train_labels, test, seed=0)
+    baselines[name] = {
+        f"knn{k}_accuracy": images.knn_accuracy(train, dataset.train_labels, test,
+                                                dataset.test_labels, k),
+        "linear_accuracy": float(np.mean(predicted == dataset.test_labels))}
+  return baselines
 
 
 def command_line(module: str) -> str:

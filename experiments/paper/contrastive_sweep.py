@@ -1,7 +1,7 @@
 """Experiment 4: when does cMIM's contrastive term act? cMIM against MIM on a validation split.
 
-  python -m experiments.paper.contrastive_sweep --preset=smoke|cpu|full --out=runs/paper \
-      [--data_dir=../shared/data/mnist] [--processes=1]
+  python -m experiments.paper.contrastive_sweep --preset=smoke|cpu|defaults|full --out=runs/paper \
+      [--data_dir=../shared/data/mnist] [--processes=1] [--baselines_only]
 
 On MNIST, trains MIM and cMIM over a grid of temperature τ x contrastive_weight w x latent size D
 (the default pair: anchor mu, positive z), plus the other contrastive pairs of
@@ -13,8 +13,18 @@ of the JAX linear probe (`cmim_jax.probes.linear`: softmax regression on all tra
 decay chosen on a held-out tenth of them), the reconstruction loss, and the contrastive diagnostics
 of its last log step (`cmim_jax.diagnostics`). Every cMIM setting is compared with MIM at the same
 D, for each score: the difference of mean accuracy over seeds with its Welch 95 % CI and p-value
-(`stats.welch_difference`), in both directions. Writes OUT/contrastive_sweep_<preset>/{report.md, results.json}; the data split
-goes to OUT/contrastive_sweep_<preset>/data (IDX files: train = training rows, t10k = validation).
+(`stats.welch_difference`), in both directions. Beside them, the baselines of no training: the
+same KNN-5 and linear probe on the same rows' raw pixels and on PCA-D of them for each D
+(`common.pixel_baselines`). Writes OUT/contrastive_sweep_<preset>/{report.md, results.json}; the
+data split goes to OUT/contrastive_sweep_<preset>/data (IDX files: train = training rows, t10k =
+validation).
+
+--baselines_only writes the split (or keeps the one there; it is the same for a preset, seed 0)
+and the baselines alone, OUT/contrastive_sweep_<preset>/{baselines.md, baselines.json}, training
+nothing: the baselines of a recorded sweep whose runs are gone, e.g.
+
+  python -m experiments.paper.contrastive_sweep --preset=cpu --baselines_only --out=runs/paper \
+      --data_dir=../shared/data/mnist
 """
 
 from __future__ import annotations
@@ -245,6 +255,14 @@ def markdown_table(rows: list[dict]) -> str:
   return "\n".join(lines)
 
 
+def baselines_table(baselines: dict[str, dict[str, float]]) -> str:
+  """One line per baseline of `common.pixel_baselines`: its validation KNN-5 and linear accuracy."""
+  lines = ["| baseline (no training) | val KNN-5 acc | val linear acc |", "|" + " --- |" * 3]
+  lines += [f"| {name} | {scores['knn5_accuracy']:.4f} | {scores['linear_accuracy']:.4f} |"
+            for name, scores in baselines.items()]
+  return "\n".join(lines)
+
+
 def summary_sentences(rows: list[dict]) -> str:
   """For each score, how many cMIM settings differ from MIM beyond seed noise, each way."""
   return " ".join(_summary_sentence(rows, prefix, name)
@@ -270,6 +288,29 @@ def _summary_sentence(rows: list[dict], prefix: str, score_name: str) -> str:
           f"{0.05 * len(compared):.1f} of {len(compared)} would differ by chance alone.")
 
 
+def rows_sentence(preset: dict) -> str:
+  """Which MNIST training digits the preset fits on and scores on."""
+  return (f"Fitted on {preset['num_train']:,} MNIST training digits; scored on "
+          f"{preset['num_validation']:,} other MNIST training digits (validation; the test set is "
+          "not used).")
+
+
+def write_baselines(out_dir: pathlib.Path, baselines: dict[str, dict[str, float]], command: str,
+                    wall_s: float) -> None:
+  """out_dir/{baselines.json, baselines.md}: `common.pixel_baselines` of the --preset's split."""
+  preset = PRESETS[FLAGS.preset]
+  common.write_json(out_dir / "baselines.json", {
+      "preset": FLAGS.preset, "machine": common.machine_description(), "wall_time_s": wall_s,
+      "command": command, "num_train": preset["num_train"],
+      "num_validation": preset["num_validation"], "baselines": baselines})
+  (out_dir / "baselines.md").write_text(
+      f"# Baselines of the contrastive sweep ({FLAGS.preset} preset)\n\n"
+      f"Command: `{command}`  \nMachine: {common.machine_description()}; wall time "
+      f"{wall_s / 60:.1f} min.  \n{rows_sentence(preset)} {common.PIXEL_BASELINES_NOTE}\n\n"
+      + baselines_table(baselines) + "\n")
+  print((out_dir / "baselines.md").read_text())
+
+
 def main(argv):
   del argv
   command = common.command_line("experiments.paper.contrastive_sweep")
@@ -277,6 +318,10 @@ def main(argv):
   preset = PRESETS[FLAGS.preset]
   out_dir = pathlib.Path(FLAGS.out) / f"contrastive_sweep_{FLAGS.preset}"
   data_dir = validation_split(FLAGS.data_dir, out_dir / "data", preset)
+  baselines = common.pixel_baselines(data_dir, preset["latent_dims"])
+  if FLAGS.baselines_only:
+    write_baselines(out_dir, baselines, command, time.perf_counter() - start)
+    return
   keys = run_keys(preset)
   workdirs = {key: out_dir / "runs" / run_name(key) for key in keys}
   summaries = dict(zip(keys, common.run_all(
@@ -291,19 +336,19 @@ def main(argv):
       "preset": FLAGS.preset, "settings": {k: list(v) if isinstance(v, tuple) else v
                                             for k, v in preset.items()},
       "machine": common.machine_description(), "wall_time_s": wall_s, "command": command,
-      "rows": rows, "runs": [{"name": run_name(k), **summaries[k]} for k in keys]})
+      "baselines": baselines, "rows": rows,
+      "runs": [{"name": run_name(k), **summaries[k]} for k in keys]})
   (out_dir / "report.md").write_text(
       f"# When does the contrastive term act? ({FLAGS.preset} preset)\n\n"
       f"Command: `{command}`  \nMachine: {common.machine_description()}; wall time "
       f"{wall_s / 60:.1f} min (runs already done are not repeated).  \n"
       f"Runs: {len(keys)} ({preset['seeds']} seed(s) per setting), {preset['num_steps']} steps "
-      f"of {preset['batch_size']}, MLP {tuple(preset['hidden_sizes'])}, on "
-      f"{preset['num_train']:,} MNIST training digits; scored on {preset['num_validation']:,} "
-      "other MNIST training digits (validation; the test set is not used). val KNN-5 acc / val "
-      "linear acc: KNN-5 and JAX linear-probe accuracy of the mean encoding (mean +- std over "
-      "seeds); Δ vs MIM: cMIM - MIM at the same D with the Welch 95 % CI; diagnostics at the "
-      "last log step (means over seeds).\n\n"
-      + summary_sentences(rows) + "\n\n" + markdown_table(rows) + "\n")
+      f"of {preset['batch_size']}, MLP {tuple(preset['hidden_sizes'])}. {rows_sentence(preset)} "
+      "val KNN-5 acc / val linear acc: KNN-5 and JAX linear-probe accuracy of the mean encoding "
+      "(mean +- std over seeds); Δ vs MIM: cMIM - MIM at the same D with the Welch 95 % CI; "
+      "diagnostics at the last log step (means over seeds).\n\n"
+      + summary_sentences(rows) + "\n\n" + common.PIXEL_BASELINES_NOTE + "\n\n"
+      + baselines_table(baselines) + "\n\n" + markdown_table(rows) + "\n")
   print((out_dir / "report.md").read_text())
 
 
@@ -313,6 +358,8 @@ def define_flags() -> None:
   flags.DEFINE_string("out", "runs/paper", "Output folder (runs and report go below it).")
   flags.DEFINE_string("data_dir", "", "MNIST IDX folder; '' = the loaders' default.")
   flags.DEFINE_integer("processes", 1, "Parallel training processes.")
+  flags.DEFINE_bool("baselines_only", False, "Write the split and the pixel baselines "
+                    "(baselines.md, baselines.json) only; train nothing.")
 
 
 if __name__ == "__main__":
