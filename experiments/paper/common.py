@@ -24,8 +24,8 @@ from absl import logging
 from cmim_jax import embed as embed_lib
 from cmim_jax import embedding_files
 from cmim_jax import errors
+from cmim_jax import tasks
 from cmim_jax import training
-from cmim_jax.data import mnist
 from cmim_jax.probes import controls, evaluate, linear, workflows
 from cmim_jax.tasks import images
 from experiments.configs import mnist as mnist_config
@@ -311,22 +311,22 @@ def pixel_baselines(data_dir: pathlib.Path | str,
   config = mnist_config.get_config()
   config.data.data_dir = str(data_dir)
   config.data.allow_fallback = False
-  dataset = mnist.load_image_dataset(config.data)
+  task = tasks.build_task(config)
   k = config.eval.knn_k
 
-  def pixels(split_images):
-    return split_images.astype(np.float32).reshape(len(split_images), -1) / 255.0
+  def pixels_and_labels(split):  # The task's embedding inputs, flattened as embed's "raw".
+    inputs, annotations = task.embedding_inputs(split)
+    return inputs.reshape(len(inputs), -1), annotations["labels"]
 
-  features = pixel_features(pixels(dataset.train_images), pixels(dataset.test_images),
-                            latent_dims)
+  (train_pixels, train_labels), (test_pixels, test_labels) = map(pixels_and_labels,
+                                                                 ("train", "test"))
   baselines = {}
-  for name, (train, test) in features.items():
+  for name, (train, test) in pixel_features(train_pixels, test_pixels, latent_dims).items():
     logging.info("Scoring the %s baseline (%d columns) ...", name, train.shape[1])
-    predicted, _ = linear.fit_predict_classes(train, dataset.train_labels, test, seed=0)
+    predicted, _ = linear.fit_predict_classes(train, train_labels, test, seed=0)
     baselines[name] = {
-        f"knn{k}_accuracy": images.knn_accuracy(train, dataset.train_labels, test,
-                                                dataset.test_labels, k),
-        "linear_accuracy": float(np.mean(predicted == dataset.test_labels))}
+        f"knn{k}_accuracy": images.knn_accuracy(train, train_labels, test, test_labels, k),
+        "linear_accuracy": float(np.mean(predicted == test_labels))}
   return baselines
 
 
