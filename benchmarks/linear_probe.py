@@ -17,7 +17,7 @@ import numpy as np
 from absl import app, flags
 from sklearn.linear_model import LogisticRegression
 
-from cmim_jax import embedding_files
+from cmim_jax.embedding import files as embedding_files
 from cmim_jax.probes import linear
 
 _EMBEDDINGS_DIR = flags.DEFINE_string("embeddings_dir", None, "Folder with train.npz, test.npz.")

@@ -15,8 +15,8 @@ from typing import Sequence
 import ml_collections
 import numpy as np
 
-from cmim_jax import embedding_files
 from cmim_jax.data import molecules
+from cmim_jax.embedding import files as embedding_files
 
 ECFP4_RADIUS = 2
 ECFP4_BITS = 2048

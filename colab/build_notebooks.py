@@ -97,9 +97,9 @@ plt.xlabel("step"); plt.legend(); plt.show()"""),
 Restore the checkpoint (`load_trained` reads the parameters and the config saved with them), encode
 test digits to their means and decode: top row originals, bottom row reconstructions."""),
     ("code", """import numpy as np
-from cmim_jax import embed
+from cmim_jax import embedding
 
-trained = embed.load_trained(workdir)
+trained = embedding.load_trained(workdir)
 images, annotations = trained.task.embedding_inputs("test")
 originals = images[:10]
 mu, _ = trained.model.apply({"params": trained.params}, originals, method="encode")
@@ -113,8 +113,8 @@ plt.show()"""),
     ("md", """## Embeddings
 `embed_split` returns the mean encodings [N, D], the informative embeddings [N, H] (the decoder's
 hidden state before its output layer, at z = mean) and the labels."""),
-    ("code", """train = embed.embed_split(trained, "train")
-test = embed.embed_split(trained, "test")
+    ("code", """train = embedding.embed_split(trained, "train")
+test = embedding.embed_split(trained, "test")
 print({k: v.shape for k, v in test.items() if hasattr(v, "shape") and v.ndim})"""),
     ("md", """## Two probes
 KNN-5 (cosine) and logistic regression from the probe suite: features standardised on the train
@@ -182,10 +182,10 @@ if not CHECKPOINT:
 set, so the same model embeds MoleculeNet molecules. Each molecule gets its mean encoding (K x D
 flattened) and its informative embedding (decoder states before the output layer, mean-pooled over
 its tokens under teacher forcing)."""),
-    ("code", """from cmim_jax import embed
+    ("code", """from cmim_jax import embedding
 
-trained = embed.load_trained(CHECKPOINT, data_name="esol", data_dir=MOLECULENET_DIR)
-esol = embed.embed_split(trained, "all")
+trained = embedding.load_trained(CHECKPOINT, data_name="esol", data_dir=MOLECULENET_DIR)
+esol = embedding.embed_split(trained, "all")
 print({k: v.shape for k, v in esol.items() if hasattr(v, "shape") and v.ndim})"""),
     ("md", """## Probe solubility
 A ridge probe (its penalty chosen by cross-validation on the training rows) on the first random
@@ -366,12 +366,12 @@ for method in ("mim", "cmim"):
     ("md", """## The mean encodings
 `load_trained` restores a run's checkpoint and the config saved with it; `embed_arrays` returns
 the encoder means (and the decoder's informative embedding)."""),
-    ("code", """from cmim_jax import embed
+    ("code", """from cmim_jax import embedding
 
 latents = {}
 for method in summaries:
-  trained = embed.load_trained(workdir / method)
-  latents[method] = embed.embed_arrays(trained, trained.task.points)["mean"]
+  trained = embedding.load_trained(workdir / method)
+  latents[method] = embedding.embed_arrays(trained, trained.task.points)["mean"]
   print(method, latents[method].shape)"""),
     ("md", "## Angles and radii\nScatter of the codes, then histograms of their angles and radii."),
     ("code", """import matplotlib.pyplot as plt

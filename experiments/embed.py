@@ -12,7 +12,7 @@ import time
 
 from absl import app, flags, logging
 
-from cmim_jax import embed, embedding_files
+from cmim_jax import embedding
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory holding checkpoints/.")
@@ -33,12 +33,12 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   start = time.perf_counter()
   logging.info("Restoring the checkpoint in %s and loading its data ...", _WORKDIR.value)
-  trained = embed.load_trained(_WORKDIR.value, step=_STEP.value, data_name=_DATA_NAME.value,
+  trained = embedding.load_trained(_WORKDIR.value, step=_STEP.value, data_name=_DATA_NAME.value,
                                data_dir=_DATA_DIR.value)
   logging.info("Restored step %d (method %s, data %s) in %.1f s.", trained.step,
                trained.config.loss.method, trained.config.data.name, time.perf_counter() - start)
-  out_dir = pathlib.Path(_OUT_DIR.value or embedding_files.embeddings_dir(_WORKDIR.value))
-  paths = embed.write_embeddings(trained, out_dir, _SPLIT.value, _BATCH_SIZE.value)
+  out_dir = pathlib.Path(_OUT_DIR.value or embedding.embeddings_dir(_WORKDIR.value))
+  paths = embedding.write_embeddings(trained, out_dir, _SPLIT.value, _BATCH_SIZE.value)
   probe_args = f"--workdir={_WORKDIR.value}" + (f" --embeddings_dir={out_dir}"
                                                  if _OUT_DIR.value else "")
   logging.info("Embedding took %.1f s; wrote %s. Next: %s -m experiments.probe %s",

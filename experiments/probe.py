@@ -16,7 +16,7 @@ import pathlib
 
 from absl import app, flags, logging
 
-from cmim_jax import embedding_files
+from cmim_jax.embedding import files as embedding_files
 from cmim_jax.probes import evaluate, workflows
 from experiments import cli
 

@@ -20,9 +20,9 @@ import jax
 import numpy as np
 import pytest
 
-from cmim_jax import (checkpointing, config_validation, embed, embedding_files, errors, tasks,
-                      training)
+from cmim_jax import checkpointing, config_validation, embedding, errors, tasks, training
 from cmim_jax.data import idx, mnist, molecules
+from cmim_jax.embedding import files as embedding_files
 from experiments.configs import fashion_mnist as fashion_config
 from experiments.configs import mnist as mnist_config
 from experiments.configs import molecules as molecules_config
@@ -327,7 +327,7 @@ def test_damaged_newest_checkpoint_is_moved_aside_and_the_previous_used(run_copy
   workdir, _ = run_copy
   damaged_file = _largest_state_file(workdir / "checkpoints" / "6")
   damage(damaged_file)
-  trained = embed.load_trained(workdir)
+  trained = embedding.load_trained(workdir)
   assert trained.step == 3
   assert "changed files" in caplog.text and damaged_file.name in caplog.text
   assert [p.name.split("-")[0] for p in (workdir / "checkpoints.damaged").iterdir()] == ["6"]
@@ -338,7 +338,7 @@ def test_damaged_checkpoint_asked_for_by_step_is_an_error(run_copy):
   workdir, _ = run_copy
   _empty(_largest_state_file(workdir / "checkpoints" / "3"))
   with pytest.raises(errors.CheckpointError, match="step 3 .* is damaged"):
-    embed.load_trained(workdir, step=3)
+    embedding.load_trained(workdir, step=3)
 
 
 def test_no_good_checkpoint_is_a_clear_error(run_copy):
@@ -360,14 +360,14 @@ def test_checkpoints_without_manifests_still_load_with_a_warning(run_copy, caplo
   workdir, _ = run_copy
   for step in (3, 6):
     (workdir / "checkpoints" / str(step) / checkpointing.MANIFEST).unlink()
-  assert embed.load_trained(workdir).step == 6
+  assert embedding.load_trained(workdir).step == 6
   assert "restoring it without verifying" in caplog.text
 
 
 def test_a_step_without_manifest_beside_manifested_ones_is_unverified(run_copy, caplog):
   workdir, _ = run_copy
   (workdir / "checkpoints" / "6" / checkpointing.MANIFEST).unlink()
-  assert embed.load_trained(workdir).step == 3
+  assert embedding.load_trained(workdir).step == 3
   assert "no manifest" in caplog.text
 
 

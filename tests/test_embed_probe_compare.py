@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from cmim_jax import embed, embedding_files, errors, training
+from cmim_jax import embedding, errors, training
+from cmim_jax.embedding import files as embedding_files
 from cmim_jax.probes import workflows
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -50,8 +51,8 @@ def test_embed_probe_compare_end_to_end(trained_runs, tmp_path):
   assert str(test["data_name"]) == "mnist" and str(test["method"]) == "cmim"
 
   # The Python API gives the same arrays without files.
-  trained = embed.load_trained(cmim_dir)
-  in_process = embed.embed_split(trained, "test")
+  trained = embedding.load_trained(cmim_dir)
+  in_process = embedding.embed_split(trained, "test")
   for key in ("mean", "informative", "labels"):
     np.testing.assert_array_equal(in_process[key], test[key])
 
@@ -86,22 +87,22 @@ def test_embed_probe_compare_end_to_end(trained_runs, tmp_path):
 def test_load_trained_chooses_steps_and_fails_clearly(tiny_config, tmp_path):
   run_dir = tmp_path / "cmim"
   training.train_and_evaluate(tiny_config, run_dir)  # Checkpoints at steps 3 and 6.
-  older = embed.load_trained(run_dir, step=3)
-  newer = embed.load_trained(run_dir)
+  older = embedding.load_trained(run_dir, step=3)
+  newer = embedding.load_trained(run_dir)
   assert (older.step, newer.step) == (3, 6)
   assert older.has_decoder
   inputs, _ = newer.task.embedding_inputs("test")
-  vectors = embed.embed_arrays(newer, inputs[:10])
+  vectors = embedding.embed_arrays(newer, inputs[:10])
   assert set(vectors) == {"mean", "informative"}
-  assert not np.allclose(embed.embed_arrays(older, inputs[:10])["mean"], vectors["mean"])
+  assert not np.allclose(embedding.embed_arrays(older, inputs[:10])["mean"], vectors["mean"])
   with pytest.raises(errors.CheckpointError, match=r"available: \[3, 6\]"):
-    embed.load_trained(run_dir, step=4)
+    embedding.load_trained(run_dir, step=4)
   with pytest.raises(ValueError, match="choose from"):
-    embed.embed_split(newer, "valid")
+    embedding.embed_split(newer, "valid")
   with pytest.raises(ValueError, match="Unknown data.name 'no_such_data'"):
-    embed.load_trained(run_dir, data_name="no_such_data")
+    embedding.load_trained(run_dir, data_name="no_such_data")
   with pytest.raises(FileNotFoundError, match="No checkpoint"):
-    embed.load_trained(tmp_path / "empty")
+    embedding.load_trained(tmp_path / "empty")
   assert not (tmp_path / "empty").exists()  # Reading creates nothing.
   with pytest.raises(FileNotFoundError, match="experiments.embed"):
     workflows.probe_run(tmp_path / "empty", tmp_path / "probe")

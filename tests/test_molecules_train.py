@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmim_jax import checkpointing, embeddings, molecules_baseline, objectives, tasks, training
+from cmim_jax import checkpointing, embedding, molecules_baseline, objectives, tasks, training
 from cmim_jax import sharding as sharding_lib
 from cmim_jax.data import batching
 from cmim_jax.data import smiles as smiles_lib
@@ -106,7 +106,7 @@ def test_cmim_pretraining_then_regression_embeddings(corpus_path, regression_csv
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding_lib.replicated(mesh)),
       abstract))
   checkpointer.close()
-  embedded = embeddings.embed_inputs(model, state.params, inputs, mesh, batch_size=16)
+  embedded = embedding.embed_inputs(model, state.params, inputs, mesh, batch_size=16)
   assert embedded["mean"].shape == (num, 8) and embedded["informative"].shape == (num, 16)
   assert np.all(np.isfinite(embedded["informative"]))
 

@@ -14,8 +14,8 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.neighbors import KNeighborsClassifier
 
-from cmim_jax import embedding_files
 from cmim_jax.data.idx import read_idx
+from cmim_jax.embedding import files as embedding_files
 from cmim_jax.probes import evaluate, linear
 from experiments.paper import batch_size, common, mnist_table, stats
 

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from cmim_jax import embedding_files, errors
+from cmim_jax import errors
+from cmim_jax.embedding import files as embedding_files
 from cmim_jax.probes import compare, controls, evaluate, geometry, suite, workflows
 
 

@@ -11,8 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from cmim_jax import checkpointing, embeddings, objectives, sharding, tasks, training
+from cmim_jax import checkpointing, objectives, sharding, tasks, training
 from cmim_jax.data import batching
+from cmim_jax.embedding import compute as embedding_compute
 from experiments.configs import mnist as mnist_config
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -100,8 +101,8 @@ def test_fused_loop_equals_single_steps_on_gathered_batches(tiny_config):
 def test_steps_per_dispatch_gives_the_same_run_and_eval_is_configurable(tiny_config, tmp_path,
                                                                         monkeypatch):
   embedded_sizes = []
-  embed_inputs = embeddings.embed_inputs
-  monkeypatch.setattr(embeddings, "embed_inputs", lambda model, params, inputs, *args: (
+  embed_inputs = embedding_compute.embed_inputs
+  monkeypatch.setattr(embedding_compute, "embed_inputs", lambda model, params, inputs, *args: (
       embedded_sizes.append(len(inputs)) or embed_inputs(model, params, inputs, *args)))
   tiny_config.eval.max_examples = 40
   one = training.train_and_evaluate(tiny_config, tmp_path / "one")

@@ -39,7 +39,7 @@ import numpy as np
 from absl import logging
 from sklearn.model_selection import train_test_split
 
-from cmim_jax import embedding_files
+from cmim_jax.embedding import files as embedding_files
 from cmim_jax.errors import DataError
 from cmim_jax.probes import controls, partial, suite
 

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from absl import logging
 
-from cmim_jax import embedding_files
+from cmim_jax.embedding import files as embedding_files
 from cmim_jax.errors import MissingInputError
 from cmim_jax.probes import compare as compare_lib
 from cmim_jax.probes import evaluate, geometry, partial, report

@@ -82,7 +82,7 @@ class Task(abc.ABC):
 
     Returns:
       inputs: host array [N, ...], already preprocessed (no randomness), ready for
-        `cmim_jax.embeddings.embed_batch`.
+        `cmim_jax.embedding.compute.embed_batch`.
       annotations: {"labels": int [N]} for classification or {"targets": float [N, T]} for
         regression; data sets without a fixed train/test split add any number of
         "split_<scheme>" int8 [N] arrays (0 = train, 1 = valid, 2 = test), e.g. "split_random0",

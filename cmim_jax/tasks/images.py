@@ -8,9 +8,10 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from cmim_jax import embeddings, models
+from cmim_jax import models
 from cmim_jax.data import augment as augment_lib
 from cmim_jax.data import mnist
+from cmim_jax.embedding import compute as embedding_compute
 from cmim_jax.tasks.base import Task
 
 IMAGE_DATASETS = tuple(mnist.SPECS)
@@ -88,8 +89,8 @@ class ImageTask(Task):
     embedded = {}
     for split in self.embedding_splits:
       inputs, annotations = self.embedding_inputs(split)
-      embedded[split] = (embeddings.embed_inputs(model, params, inputs[:limit], mesh, batch_size),
-                         annotations["labels"][:limit])
+      vectors = embedding_compute.embed_inputs(model, params, inputs[:limit], mesh, batch_size)
+      embedded[split] = (vectors, annotations["labels"][:limit])
     (train, train_labels), (test, test_labels) = embedded["train"], embedded["test"]
     metrics = {}
     if "reconstruction_nll" in test:

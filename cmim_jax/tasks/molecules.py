@@ -22,10 +22,10 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh
 
-from cmim_jax import embeddings
 from cmim_jax import sharding as sharding_lib
 from cmim_jax.data import download, molecules, streaming, token_file
 from cmim_jax.data import smiles as smiles_lib
+from cmim_jax.embedding import compute as embedding_compute
 from cmim_jax.errors import DataError
 from cmim_jax.models import gaussian, sequence
 from cmim_jax.tasks.base import Task
@@ -87,15 +87,15 @@ class _SmilesTaskBase(Task):
     """Greedy reconstructions of `tokens` from z = mu and decodes of prior samples z ~ N(0, I)."""
     batch_size = self._eval_config.batch_size
     decode = _jit_greedy_decode(model, mesh, self.seq_length)
-    embedded = embeddings.embed_inputs(model, params, tokens, mesh, batch_size)
-    decoded = embeddings.run_batched(decode, mesh, params, embedded["mean"].astype(np.float32),
-                                     batch_size)
+    embedded = embedding_compute.embed_inputs(model, params, tokens, mesh, batch_size)
+    decoded = embedding_compute.run_batched(decode, mesh, params,
+                                            embedded["mean"].astype(np.float32), batch_size)
     validity, _ = validity_and_uniqueness(smiles_lib.decode_batch(self.vocab, decoded))
     prior_z = np.asarray(gaussian.sample_prior(
         jax.random.key(self._seed + 1), self._eval_config.num_prior_samples,
         embedded["mean"].shape[1]))
     sampled = smiles_lib.decode_batch(
-        self.vocab, embeddings.run_batched(decode, mesh, params, prior_z, batch_size))
+        self.vocab, embedding_compute.run_batched(decode, mesh, params, prior_z, batch_size))
     prior_validity, prior_uniqueness = validity_and_uniqueness(sampled)
     return {
         "reconstruction_nll": float(np.mean(embedded["reconstruction_nll"])),

@@ -14,7 +14,8 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from cmim_jax import embeddings, models
+from cmim_jax import models
+from cmim_jax.embedding import compute as embedding_compute
 from cmim_jax.tasks.base import Task
 
 
@@ -85,7 +86,7 @@ class Toy2DTask(Task):
 
   def evaluate(self, model, params, mesh: Mesh) -> dict[str, float]:
     """Reconstruction NLL and the geometry of the mean encodings (see `geometry_statistics`)."""
-    embedded = embeddings.embed_inputs(model, params, self.points, mesh, batch_size=1000)
+    embedded = embedding_compute.embed_inputs(model, params, self.points, mesh, batch_size=1000)
     summary = {"reconstruction_loss": float(np.mean(embedded["reconstruction_nll"]))}
     if embedded["mean"].shape[1] == 2:
       summary.update(geometry_statistics(embedded["mean"]))
@@ -93,7 +94,7 @@ class Toy2DTask(Task):
 
   def mean_encodings(self, model, params, mesh: Mesh) -> np.ndarray:
     """[N, D] mean encodings of the points (for plots)."""
-    return embeddings.embed_inputs(model, params, self.points, mesh, batch_size=1000)["mean"]
+    return embedding_compute.embed_inputs(model, params, self.points, mesh, batch_size=1000)["mean"]
 
 
 def build_toy2d_task(config: ml_collections.ConfigDict) -> Toy2DTask:

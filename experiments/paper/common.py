@@ -21,11 +21,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from cmim_jax import embed as embed_lib
-from cmim_jax import embedding_files
+from cmim_jax import embedding
 from cmim_jax import errors
 from cmim_jax import tasks
 from cmim_jax import training
+from cmim_jax.embedding import files as embedding_files
 from cmim_jax.probes import controls, evaluate, linear, workflows
 from cmim_jax.tasks import images
 from experiments.configs import mnist as mnist_config
@@ -132,16 +132,16 @@ def embed(run_dir: pathlib.Path, out_dir: pathlib.Path, *, with_raw: bool,
   returns that folder. Skipped when its files exist (and hold the raw inputs, if asked for).
 
   `data_name` / `data_dir` embed another data set than the run trained on (see
-  `embed.load_trained`).
+  `embedding.load_trained`).
   """
   embeddings_dir = out_dir / "embeddings"
   held = embedded_names(embeddings_dir)
   if held and (controls.RAW in held or not with_raw):
     return embeddings_dir
   logging.info("Embedding %s into %s ...", run_dir, embeddings_dir)
-  trained = embed_lib.load_trained(run_dir, data_name=data_name, data_dir=data_dir,
+  trained = embedding.load_trained(run_dir, data_name=data_name, data_dir=data_dir,
                                    devices=devices(num_devices))
-  embed_lib.write_embeddings(trained, embeddings_dir, with_raw=with_raw)
+  embedding.write_embeddings(trained, embeddings_dir, with_raw=with_raw)
   return embeddings_dir
 
 

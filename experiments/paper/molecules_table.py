@@ -35,7 +35,8 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from cmim_jax import checkpointing, embedding_files, molecules_baseline
+from cmim_jax import checkpointing, molecules_baseline
+from cmim_jax.embedding import files as embedding_files
 from cmim_jax.errors import ConfigError
 from cmim_jax.probes import controls, evaluate
 from experiments import cli

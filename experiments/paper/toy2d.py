@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 import numpy as np  # pylint: disable=wrong-import-position
 from absl import flags  # pylint: disable=wrong-import-position
 
-from cmim_jax import embed as embed_lib  # pylint: disable=wrong-import-position
+from cmim_jax import embedding  # pylint: disable=wrong-import-position
 from experiments import cli  # pylint: disable=wrong-import-position
 from experiments.configs import toy2d as toy2d_config  # pylint: disable=wrong-import-position
 from experiments.paper import common  # pylint: disable=wrong-import-position
@@ -106,8 +106,8 @@ def main(argv):
           "angle_ks_statistic", "angle_ks_p", "radius_mean", "radius_std",
           "radius_coefficient_of_variation", "wall_time_s") if k in summary}})
       if seed == 0:
-        trained = embed_lib.load_trained(workdir)
-        latents[method] = embed_lib.embed_arrays(trained, trained.task.points)["mean"]
+        trained = embedding.load_trained(workdir)
+        latents[method] = embedding.embed_arrays(trained, trained.task.points)["mean"]
   figures = plot(latents, out_dir)
   wall_s = time.perf_counter() - start
   common.write_json(out_dir / "results.json", {

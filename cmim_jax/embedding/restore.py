@@ -23,9 +23,10 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh
 
-from cmim_jax import checkpointing, embedding_files, embeddings, errors, objectives, tasks
+from cmim_jax import checkpointing, errors, objectives, tasks
 from cmim_jax import sharding as sharding_lib
 from cmim_jax.data import mnist
+from cmim_jax.embedding import compute, files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,9 +122,8 @@ def embed_arrays(trained: Trained, inputs: np.ndarray,
   `config.eval.batch_size`.
   """
   batch_size = batch_size or trained.config.eval.batch_size
-  outputs = embeddings.embed_inputs(trained.model, trained.params, inputs, trained.mesh,
-                                    batch_size)
-  return {k: outputs[k] for k in embedding_files.EMBEDDING_KEYS if k in outputs}
+  outputs = compute.embed_inputs(trained.model, trained.params, inputs, trained.mesh, batch_size)
+  return {k: outputs[k] for k in files.EMBEDDING_KEYS if k in outputs}
 
 
 def _check_splits(trained: Trained, splits: Sequence[str]) -> None:
@@ -164,7 +164,7 @@ def write_embeddings(trained: Trained, out_dir: str | pathlib.Path,
     arrays = embed_split(trained, split, batch_size, with_raw)
     path = pathlib.Path(out_dir) / f"{split}.npz"
     if jax.process_index() == 0:
-      embedding_files.save_npz(path, arrays)
+      files.save_npz(path, arrays)
     paths[split] = path
     logging.info("Embedded split %d/%d (%s, %d examples) in %.1f s -> %s", number, len(splits),
                  split, len(arrays["mean"]), time.perf_counter() - start, path)
