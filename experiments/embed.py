@@ -1,6 +1,6 @@
 """Embeds a data set with a trained checkpoint: `python -m experiments.embed --workdir=DIR`.
 
-Writes DIR/embeddings/<split>.npz (see `cmim_jax.embedding_files` for the layout) for the latest
+Writes DIR/embeddings/<split>.npz (see `cmim_jax.embedding.files` for the layout) for the latest
 checkpoint, or `--step=N`, and the data set it was trained on, or `--data_name=NAME` (another
 registered task whose inputs the model accepts). Same inputs, same bytes.
 

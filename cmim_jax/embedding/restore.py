@@ -1,8 +1,8 @@
 """Embeddings from any checkpoint: restore a trained model, embed arrays or a task's splits.
 
 No training code runs: the model is rebuilt from the config saved with the checkpoint and only its
-parameters are read. See `cmim_jax.embeddings` for what the mean and informative embeddings are and
-`cmim_jax.embedding_files` for the file layout.
+parameters are read. See `cmim_jax.embedding.compute` for what the mean and informative embeddings
+are and `cmim_jax.embedding.files` for the file layout.
 
 Python use, without files:
   trained = load_trained("/tmp/cmim_mnist")        # latest checkpoint and its saved config
@@ -135,7 +135,7 @@ def _check_splits(trained: Trained, splits: Sequence[str]) -> None:
 
 def embed_split(trained: Trained, split: str, batch_size: int | None = None,
                 with_raw: bool = True) -> dict[str, np.ndarray]:
-  """The contents of one embedding file (see `cmim_jax.embedding_files`) for the task's `split`:
+  """The contents of one embedding file (see `cmim_jax.embedding.files`) for the task's `split`:
   the embeddings, "raw" (the flattened inputs, the probes' raw-input baseline) when `with_raw` and
   the task's inputs are features, annotations."""
   _check_splits(trained, [split])

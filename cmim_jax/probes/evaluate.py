@@ -1,6 +1,6 @@
 """Runs the probe suite on the embedding files of one run.
 
-Two layouts are understood (see `cmim_jax.embedding_files`):
+Two layouts are understood (see `cmim_jax.embedding.files`):
   * "train" and "test" files: fit on train, score on test; metrics are named plainly ("accuracy").
   * one "all" file with split_<scheme> arrays (0 train, 1 valid, 2 test): for every scheme two
     fits of each probe, with the same hyper-parameter search (CV within the rows fitted on):
