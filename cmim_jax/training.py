@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tqdm
+from tqdm import auto as tqdm_auto
 from absl import logging
 from flax.training import train_state as train_state_lib
 from jax.sharding import Mesh
@@ -285,14 +285,20 @@ def _format_duration(seconds: float) -> str:
   return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
 
+def _has_progress_display() -> bool:
+  """Whether a progress bar has somewhere to draw: a terminal, or a Jupyter kernel (where
+  `tqdm.auto` draws a widget, or text without ipywidgets); not a log file."""
+  return sys.stderr.isatty() or "ipykernel" in sys.modules
+
+
 class Progress:
-  """Reports training progress: a tqdm bar on a terminal, and one log line per logged interval
-  (step, loss, examples/s, ETA) whether or not stderr is a terminal."""
+  """Reports training progress: a tqdm bar on a terminal or in a notebook, and one log line per
+  logged interval (step, loss, examples/s, ETA) wherever the output goes."""
 
   def __init__(self, start_step: int, num_steps: int, batch_size: int, description: str):
     self._num_steps, self._batch_size = num_steps, batch_size
-    self._bar = tqdm.tqdm(total=num_steps, initial=start_step, desc=description,
-                          disable=not (sys.stderr.isatty() and _is_main_process()))
+    self._bar = tqdm_auto.tqdm(total=num_steps, initial=start_step, desc=description,
+                               disable=not (_has_progress_display() and _is_main_process()))
 
   def advance(self, num_steps: int) -> None:
     self._bar.update(num_steps)

@@ -43,9 +43,27 @@ def test_notebook_runs_top_to_bottom(name, monkeypatch):
   monkeypatch.delenv("CMIM_MNIST_DIR", raising=False)
   monkeypatch.setenv("CMIM_MOSES_DIR", str(SHARED_DATA / "moses"))
   monkeypatch.setenv("CMIM_MOLECULENET_DIR", str(SHARED_DATA / "moleculenet"))
-  monkeypatch.setenv("MPLBACKEND", "Agg")
+  # The kernel's own default backend (inline), as in Jupyter: a library module that chose a
+  # backend on import would leave the figures below undrawn.
+  monkeypatch.delenv("MPLBACKEND", raising=False)
   notebook = nbformat.read(COLAB / name, as_version=4)
   start = time.perf_counter()
   NotebookClient(notebook, timeout=900, kernel_name="python3",
                  resources={"metadata": {"path": str(COLAB)}}).execute()
   print(f"{name}: {time.perf_counter() - start:.1f} s")
+  code = [(i, c) for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
+  plotting = [(i, c) for i, c in code if "plt." in c.source]
+  for i, cell in plotting:
+    assert any("image/png" in output.get("data", {}) for output in cell.outputs), (
+        f"{name}: plotting cell {i} shows no image")
+  for i, cell in code:
+    if "train_and_evaluate(" in cell.source:
+      assert any(_is_progress(output) for output in cell.outputs), (
+          f"{name}: training cell {i} shows no progress bar")
+
+
+def _is_progress(output) -> bool:
+  """A tqdm bar in a cell's outputs: the ipywidgets view, or text with its rate."""
+  if output.output_type == "display_data":
+    return "application/vnd.jupyter.widget-view+json" in output.data
+  return output.output_type == "stream" and "it/s]" in output.text

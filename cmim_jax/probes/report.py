@@ -8,13 +8,11 @@ import pathlib
 import tempfile
 from typing import Mapping, Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from cmim_jax.probes import compare as compare_lib  # pylint: disable=wrong-import-position
+from cmim_jax.probes import compare as compare_lib
 
 
 def write_atomic(path: str | pathlib.Path, data: str | bytes) -> pathlib.Path:
@@ -34,10 +32,21 @@ def write_atomic(path: str | pathlib.Path, data: str | bytes) -> pathlib.Path:
   return path
 
 
-def _save_figure(figure, path: str | pathlib.Path) -> pathlib.Path:
+def new_figure(**kwargs) -> Figure:
+  """A figure drawn by the Agg canvas, outside pyplot: no backend is chosen and no window opens.
+
+  `kwargs` go to `matplotlib.figure.Figure` (figsize, layout, ...); add axes with
+  `figure.subplots(...)`. The figure is freed with its last reference (no `plt.close`).
+  """
+  figure = Figure(**kwargs)
+  FigureCanvasAgg(figure)
+  return figure
+
+
+def save_figure(figure: Figure, path: str | pathlib.Path, dpi: int = 120) -> pathlib.Path:
+  """Writes `figure` to `path` as PNG (tight bounding box), atomically."""
   buffer = io.BytesIO()
-  figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-  plt.close(figure)
+  figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
   return write_atomic(path, buffer.getvalue())
 
 
@@ -195,8 +204,8 @@ def plot_comparison(comparison: Mapping, path: str | pathlib.Path) -> pathlib.Pa
   runs = list(comparison["per_run"])
   embeddings = list(dict.fromkeys(e for _, e in per_entry))
   width = 0.8 / len(embeddings)
-  figure, axes = plt.subplots(1, 2, figsize=(max(7.0, 1.8 * len(runs) + 3), 3.8),
-                              layout="constrained")
+  figure = new_figure(figsize=(max(7.0, 1.8 * len(runs) + 3), 3.8), layout="constrained")
+  axes = figure.subplots(1, 2)
   for axis, key, label in ((axes[0], "mean_z", "mean z-score (higher is better)"),
                            (axes[1], "mean_rank", "mean rank (lower is better)")):
     for j, embedding in enumerate(embeddings):
@@ -208,7 +217,7 @@ def plot_comparison(comparison: Mapping, path: str | pathlib.Path) -> pathlib.Pa
     axis.axhline(0.0, color="black", linewidth=0.6)
   axes[0].legend(title="embedding", fontsize="small")
   figure.suptitle("Probe comparison across runs")
-  return _save_figure(figure, path)
+  return save_figure(figure, path)
 
 
 def plot_geometry(geo: Mapping, title: str, path: str | pathlib.Path) -> pathlib.Path:
@@ -217,7 +226,8 @@ def plot_geometry(geo: Mapping, title: str, path: str | pathlib.Path) -> pathlib
   With labels (`geo["same_class"]`), the angles of within-class and across-class pairs are drawn as
   separate densities.
   """
-  figure, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+  figure = new_figure(figsize=(9, 3.4), layout="constrained")
+  axes = figure.subplots(1, 2)
   axes[0].hist(geo["norms"], bins=60, color="tab:blue")
   axes[0].set_xlabel("||mu(x)|| (radius)")
   axes[0].set_ylabel("examples")
@@ -235,4 +245,4 @@ def plot_geometry(geo: Mapping, title: str, path: str | pathlib.Path) -> pathlib
   axes[1].set_ylabel("density of pairs")
   axes[1].legend(fontsize="small")
   figure.suptitle(title)
-  return _save_figure(figure, path)
+  return save_figure(figure, path)

@@ -29,17 +29,14 @@ import pathlib
 import shutil
 import time
 
-import matplotlib
+import numpy as np
+from absl import flags
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=wrong-import-position
-from absl import flags  # pylint: disable=wrong-import-position
-
-from cmim_jax.probes import evaluate  # pylint: disable=wrong-import-position
-from experiments import cli  # pylint: disable=wrong-import-position
-from experiments.configs import mnist as mnist_config  # pylint: disable=wrong-import-position
-from experiments.paper import common, stats  # pylint: disable=wrong-import-position
+from cmim_jax.probes import evaluate
+from cmim_jax.probes import report as report_lib
+from experiments import cli
+from experiments.configs import mnist as mnist_config
+from experiments.paper import common, stats
 
 FLAGS = flags.FLAGS
 PROTOCOLS = ("fixed_steps", "fixed_examples")
@@ -130,7 +127,8 @@ def slope_differences(values_by_run: dict[tuple[str, int, int], float]
 def plot(z_by_run: dict[tuple[str, int, int], float], fits: dict[str, stats.LinearFit],
          path: pathlib.Path) -> pathlib.Path:
   """z-score against B (log axis): each run a dot, the per-B mean a line, the fit dashed."""
-  figure, axis = plt.subplots(figsize=(7, 4.2))
+  figure = report_lib.new_figure(figsize=(7, 4.2))
+  axis = figure.subplots()
   for index, method in enumerate(fits):
     color = f"C{index}"
     runs = {(b, s): z for (m, b, s), z in z_by_run.items() if m == method}
@@ -146,9 +144,7 @@ def plot(z_by_run: dict[tuple[str, int, int], float], fits: dict[str, stats.Line
   axis.set_ylabel("mean z-score (probes of the mean encoding)")
   axis.legend(fontsize=8)
   figure.tight_layout()
-  figure.savefig(path, dpi=100)
-  plt.close(figure)
-  return path
+  return report_lib.save_figure(figure, path, dpi=100)
 
 
 def conclusion(fits: dict[str, stats.LinearFit]) -> str:

@@ -15,17 +15,14 @@ import pathlib
 import shutil
 import time
 
-import matplotlib
+import numpy as np
+from absl import flags
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=wrong-import-position
-from absl import flags  # pylint: disable=wrong-import-position
-
-from cmim_jax import embedding  # pylint: disable=wrong-import-position
-from experiments import cli  # pylint: disable=wrong-import-position
-from experiments.configs import toy2d as toy2d_config  # pylint: disable=wrong-import-position
-from experiments.paper import common  # pylint: disable=wrong-import-position
+from cmim_jax import embedding
+from cmim_jax.probes import report as report_lib
+from experiments import cli
+from experiments.configs import toy2d as toy2d_config
+from experiments.paper import common
 
 METHODS = ("mim", "cmim", "vae")
 FLAGS = flags.FLAGS
@@ -50,8 +47,9 @@ def plot(latents: dict[str, np.ndarray], out_dir: pathlib.Path) -> list[pathlib.
   """Latent points, angle histograms and radius histograms, one column per method."""
   paths = []
   for kind in ("points", "angles", "radii"):
-    figure, axes = plt.subplots(1, len(latents), figsize=(4 * len(latents), 3.6))
-    for axis, (method, z) in zip(np.atleast_1d(axes), latents.items()):
+    figure = report_lib.new_figure(figsize=(4 * len(latents), 3.6))
+    axes = figure.subplots(1, len(latents), squeeze=False)[0]
+    for axis, (method, z) in zip(axes, latents.items()):
       if kind == "points":
         axis.scatter(z[:, 0], z[:, 1], s=3, alpha=0.6)
         axis.set_aspect("equal")
@@ -63,10 +61,7 @@ def plot(latents: dict[str, np.ndarray], out_dir: pathlib.Path) -> list[pathlib.
         axis.set_xlabel("radius |mu(x)|")
       axis.set_title(method)
     figure.tight_layout()
-    path = out_dir / f"toy2d_{kind}.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    paths.append(path)
+    paths.append(report_lib.save_figure(figure, out_dir / f"toy2d_{kind}.png", dpi=110))
   return paths
 
 
