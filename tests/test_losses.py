@@ -1,13 +1,16 @@
 """Properties of the loss terms: hand-computed values, identities, invariances, masks, gradients."""
 
+import functools
 import math
 import subprocess
 import sys
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
 from jax.test_util import check_grads
 
 from cmim_jax import losses
@@ -55,44 +58,57 @@ def test_kl_closed_form_matches_monte_carlo():
                              atol=0.01)
 
 
-@pytest.mark.parametrize("denominator", ["mean", "sum"])
-def test_contrastive_log_prob_matches_numpy_formula(denominator):
-  anchors, latents = _random((6, 4), 2), _random((6, 4), 3)
-  s = _cos_logits_numpy(anchors, latents, 0.5)
-  n = 6
-  off = s.copy()
-  np.fill_diagonal(off, -np.inf)
-  negatives = np.exp(off).sum(1)
-  if denominator == "mean":
-    negatives /= n - 1
-  expected = np.diag(s) - np.log(np.exp(np.diag(s)) + negatives)
-  got = jax.jit(losses.contrastive_log_prob, static_argnames=("temperature", "denominator"))(
-      anchors, latents, temperature=0.5, denominator=denominator)
-  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+class HandComputedValuesTest(chex.TestCase):
+  """The loss terms against NumPy formulas, each run eagerly and under `jit` (chex.variants),
+  with the shapes and dtypes of their outputs checked."""
 
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters("mean", "sum")
+  def test_contrastive_log_prob_matches_numpy_formula(self, denominator):
+    anchors, latents = _random((6, 4), 2), _random((6, 4), 3)
+    s = _cos_logits_numpy(anchors, latents, 0.5)
+    off = s.copy()
+    np.fill_diagonal(off, -np.inf)
+    negatives = np.exp(off).sum(1) / (5 if denominator == "mean" else 1)
+    expected = np.diag(s) - np.log(np.exp(np.diag(s)) + negatives)
+    got = self.variant(functools.partial(losses.contrastive_log_prob, temperature=0.5,
+                                         denominator=denominator))(anchors, latents)
+    chex.assert_shape(got, (6,))
+    chex.assert_type(got, jnp.float32)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
-def test_infonce_matches_numpy_formula():
-  u, v = _random((5, 3), 4), _random((5, 3), 5)
-  s = _cos_logits_numpy(u, v, 0.2)
-  expected = -np.mean(np.diag(s) - np.log(np.exp(s).sum(1)))
-  np.testing.assert_allclose(losses.infonce_loss(u, v, temperature=0.2), expected, rtol=1e-5)
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(None, 2)  # Dense, and blockwise over column blocks of 2.
+  def test_infonce_matches_numpy_formula(self, block_size):
+    u, v = _random((5, 3), 4), _random((5, 3), 5)
+    s = _cos_logits_numpy(u, v, 0.2)
+    expected = -np.mean(np.diag(s) - np.log(np.exp(s).sum(1)))
+    got = self.variant(functools.partial(losses.infonce_loss, temperature=0.2,
+                                         block_size=block_size))(u, v)
+    chex.assert_shape(got, ())
+    chex.assert_type(got, jnp.float32)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
 
-
-def test_a_mim_vae_and_cmim_compose_their_terms():
-  log_px = jnp.array([-3.0, -5.0, -4.0])
-  mu, logvar, z = _random((3, 2), 6), 0.1 * _random((3, 2), 7), _random((3, 2), 8)
-  a_mim = -jnp.mean(log_px + 0.5 * (losses.gaussian_log_prob(z, mu, logvar)
-                                    + losses.standard_normal_log_prob(z)))
-  np.testing.assert_allclose(losses.a_mim_loss(log_px, z, mu, logvar), a_mim, rtol=1e-6)
-  vae = jnp.mean(-log_px + losses.gaussian_kl_to_standard_normal(mu, logvar))
-  np.testing.assert_allclose(losses.vae_loss(log_px, mu, logvar), vae, rtol=1e-6)
-  for denominator in ("mean", "sum"):
-    contrastive = jnp.mean(losses.contrastive_log_prob(mu, z, temperature=0.3,
-                                                       denominator=denominator))
-    np.testing.assert_allclose(
-        losses.cmim_loss(log_px, z, mu, logvar, temperature=0.3, denominator=denominator,
-                         contrastive_weight=2.5),
-        a_mim - 2.5 * contrastive, rtol=1e-6)
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_a_mim_vae_and_cmim_compose_their_terms(self):
+    log_px = jnp.array([-3.0, -5.0, -4.0])
+    mu, logvar, z = _random((3, 2), 6), 0.1 * _random((3, 2), 7), _random((3, 2), 8)
+    log_q, log_prior = losses.gaussian_log_prob(z, mu, logvar), losses.standard_normal_log_prob(z)
+    chex.assert_shape([log_q, log_prior], (3,))
+    a_mim = -jnp.mean(log_px + 0.5 * (log_q + log_prior))
+    np.testing.assert_allclose(self.variant(losses.a_mim_loss)(log_px, z, mu, logvar), a_mim,
+                               rtol=1e-6)
+    vae = jnp.mean(-log_px + losses.gaussian_kl_to_standard_normal(mu, logvar))
+    np.testing.assert_allclose(self.variant(losses.vae_loss)(log_px, mu, logvar), vae, rtol=1e-6)
+    for denominator in ("mean", "sum"):
+      contrastive = jnp.mean(losses.contrastive_log_prob(mu, z, temperature=0.3,
+                                                         denominator=denominator))
+      cmim = self.variant(functools.partial(losses.cmim_loss, temperature=0.3,
+                                            denominator=denominator, contrastive_weight=2.5))
+      got = cmim(log_px, z, mu, logvar)
+      chex.assert_shape(got, ())
+      chex.assert_tree_all_finite(got)
+      np.testing.assert_allclose(got, a_mim - 2.5 * contrastive, rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- identities
@@ -220,11 +236,11 @@ def test_bad_shapes_and_denominator_raise_clear_errors():
 def test_bfloat16_inputs_accumulate_in_float32():
   a, b = _random((16, 8), 30, jnp.bfloat16), _random((16, 8), 31, jnp.bfloat16)
   out = losses.contrastive_log_prob(a, b, temperature=0.1)
-  assert out.dtype == jnp.float32
+  chex.assert_type(out, jnp.float32)
   reference = losses.contrastive_log_prob(a.astype(jnp.float32), b.astype(jnp.float32),
                                           temperature=0.1)
   np.testing.assert_allclose(out, reference, rtol=1e-5, atol=1e-5)
-  assert losses.gaussian_log_prob(a, a, a).dtype == jnp.float32
+  chex.assert_type(losses.gaussian_log_prob(a, a, a), jnp.float32)
 
 
 @pytest.mark.parametrize("block_size", [None, 3])  # Dense, and blockwise (test_blockwise_losses).

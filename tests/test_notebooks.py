@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -63,7 +64,7 @@ def test_notebook_runs_top_to_bottom(name, monkeypatch):
 
 
 def _is_progress(output) -> bool:
-  """A tqdm bar in a cell's outputs: the ipywidgets view, or text with its rate."""
+  """A tqdm bar in a cell's outputs: the ipywidgets view, or its text form ("| 300/300 [")."""
   if output.output_type == "display_data":
     return "application/vnd.jupyter.widget-view+json" in output.data
-  return output.output_type == "stream" and "it/s]" in output.text
+  return output.output_type == "stream" and re.search(r"\| *\d+/\d+ \[", output.text) is not None

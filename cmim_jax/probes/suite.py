@@ -115,8 +115,9 @@ CLASSIFICATION_PROBES = (
     # The primal solver (dual=False) is deterministic; the dual one shuffles with a seed.
     Probe("linear_svm", CLASSIFICATION, lambda seed: LinearSVC(dual=False), grid={"C": _C_GRID},
           default=False),
+    # Every core: the trees do not depend on n_jobs (same seed, same forest, same predictions).
     Probe("random_forest", CLASSIFICATION,
-          lambda seed: RandomForestClassifier(n_estimators=100, random_state=seed),
+          lambda seed: RandomForestClassifier(n_estimators=100, n_jobs=-1, random_state=seed),
           stochastic=True),
 )
 
@@ -131,7 +132,7 @@ REGRESSION_PROBES = (
           multi_output=False),
     Probe("mlp", REGRESSION, _mlp_regressor, stochastic=True),
     Probe("random_forest", REGRESSION,
-          lambda seed: RandomForestRegressor(n_estimators=100, random_state=seed),
+          lambda seed: RandomForestRegressor(n_estimators=100, n_jobs=-1, random_state=seed),
           stochastic=True),
     # Breiman's regression default (R's randomForest: mtry = p / 3 features tried per split), on
     # every core (the trees do not depend on n_jobs): on 2,048-bit ECFP4 and 3,400 rows a fit takes
