@@ -59,7 +59,7 @@ def references(text: str) -> list[tuple[int, str, str]]:
   """(line number, "field" or "module", name) of every reference in `text`."""
   return [(number, kind, name) for number, line in enumerate(text.splitlines(), start=1)
           for kind, pattern in (("field", _FIELD), ("module", _MODULE))
-          for name in pattern.findall(line)]
+          for name in pattern.findall(line) if not name.isupper()]  # MODULE: a placeholder.
 
 
 def problems(text: str, source: str) -> list[str]:

@@ -15,7 +15,7 @@ def test_the_checker_reports_a_missing_field_and_a_missing_module():
       "python -m experiments.main --config=experiments/configs/mnist.py \\",
       "    --config.model.latent_dim=8 --config.model.no_such_field=1",
       "then `.venv/bin/python -m experiments.no_such_script --workdir=DIR`",
-      "placeholders are not references: --config.FIELD=VALUE, python -m benchmarks.<name>",
+      "not references: --config.FIELD=VALUE, python -m MODULE, python -m benchmarks.<name>",
       "a group is a field too: --config.model.perceiver; molecules only: --config.data.max_length=9",
   ])
   assert docs_check.problems(snippet, "snippet.md") == [
