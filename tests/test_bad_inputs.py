@@ -323,15 +323,19 @@ def test_every_checkpoint_has_a_manifest_that_verifies(trained_run):
 
 
 @pytest.mark.parametrize("damage", [_truncate, _empty, _overwrite_64_bytes])
-def test_damaged_newest_checkpoint_is_moved_aside_and_the_previous_used(run_copy, damage, caplog):
-  workdir, _ = run_copy
+def test_damaged_newest_checkpoint_is_skipped_by_a_reader_and_moved_aside_by_the_trainer(
+    run_copy, damage, caplog):
+  workdir, config = run_copy
   damaged_file = _largest_state_file(workdir / "checkpoints" / "6")
   damage(damaged_file)
   trained = embed.load_trained(workdir)
   assert trained.step == 3
   assert "changed files" in caplog.text and damaged_file.name in caplog.text
+  assert "instead of step(s) [6]" in caplog.text
+  assert damaged_file.is_file() and not (workdir / "checkpoints.damaged").exists()  # Untouched.
+  training.train_and_evaluate(config, workdir)  # The writer quarantines it and trains 4..6 again.
   assert [p.name.split("-")[0] for p in (workdir / "checkpoints.damaged").iterdir()] == ["6"]
-  assert not (workdir / "checkpoints" / "6").exists()
+  assert checkpointing.manifest_problem(workdir / "checkpoints" / "6") is None
 
 
 def test_damaged_checkpoint_asked_for_by_step_is_an_error(run_copy):
