@@ -5,9 +5,10 @@
   it when the process ends in any way, SIGKILL included, so a lock is never stale. The file names
   the holder (host and pid) for the error a second trainer gets. Readers never take it.
 * `check_resume_config`: the config saved with a checkpoint against the config of the run that
-  resumes it. Every field must match but `MAY_CHANGE_ON_RESUME` (run length and cadences, where
-  the data are read from, evaluation, compilation cache): the others decide the parameters or the
-  objective (model, method, loss terms, data set, latent size, dtype, seed, optimiser, batch).
+  resumes it. Every field must match but `MAY_CHANGE_ON_RESUME` (run length and cadences, the
+  learning rate and gradient clipping, where the data are read from, evaluation, compilation
+  cache): the others decide the parameters or the objective (model, method, loss terms, data set,
+  latent size, dtype, seed, batch size, input pipeline).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ LOCK_FILE = ".lock"
 # from the saved config is an error. train.num_steps may only grow (checked by training).
 MAY_CHANGE_ON_RESUME = (
     "train.num_steps", "train.log_every_steps", "train.steps_per_dispatch",
+    # The optimiser's step size and clipping (same state): lowered to resume a diverged run.
+    "train.learning_rate", "train.grad_clip_norm",
     "checkpoint.every_steps", "checkpoint.max_to_keep", "eval.", "compilation_cache_dir",
     "distributed", "data.data_dir", "data.mirrors", "data.download_timeout", "data.source",
     "data.reader_threads", "data.prefetch_batches", "data.token_file_dir",

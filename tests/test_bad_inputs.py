@@ -28,6 +28,7 @@ from experiments.configs import mnist as mnist_config
 from experiments.configs import molecules as molecules_config
 from experiments.configs import toy2d as toy2d_config
 from tests.conftest import make_tiny_config
+from tests.test_molecules_data import serve_folder
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -185,9 +186,10 @@ def test_download_with_a_bad_checksum_is_refused_and_not_cached(synthetic_mnist_
                                                                monkeypatch):
   monkeypatch.setenv("CMIM_JAX_CACHE", str(tmp_path / "cache"))
   monkeypatch.setattr(mnist, "_tfds_installed", lambda: False)
-  config = _image_data_config("", mirrors=(synthetic_mnist_dir.as_uri() + "/",))
-  with pytest.raises(errors.DataUnavailableError, match="does not match") as error:
-    mnist.load_image_dataset(config)  # Synthetic digits are not MNIST's.
+  with serve_folder(synthetic_mnist_dir) as url:
+    config = _image_data_config("", mirrors=(url,))
+    with pytest.raises(errors.DataUnavailableError, match="does not match") as error:
+      mnist.load_image_dataset(config)  # Synthetic digits are not MNIST's.
   assert "train-images-idx3-ubyte.gz" in str(error.value)
   assert not any((tmp_path / "cache").rglob("*.gz"))
 

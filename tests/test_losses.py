@@ -81,9 +81,12 @@ def test_infonce_matches_numpy_formula():
 def test_a_mim_vae_and_cmim_compose_their_terms():
   log_px = jnp.array([-3.0, -5.0, -4.0])
   mu, logvar, z = _random((3, 2), 6), 0.1 * _random((3, 2), 7), _random((3, 2), 8)
-  a_mim = -jnp.mean(log_px + 0.5 * (losses.gaussian_log_prob(z, mu, logvar)
+  floored = losses.soft_floor(logvar, losses.LOGVAR_FLOOR)  # The default logvar_floor.
+  a_mim = -jnp.mean(log_px + 0.5 * (losses.gaussian_log_prob(z, mu, floored)
                                     + losses.standard_normal_log_prob(z)))
   np.testing.assert_allclose(losses.a_mim_loss(log_px, z, mu, logvar), a_mim, rtol=1e-6)
+  np.testing.assert_allclose(losses.a_mim_loss(log_px, z, mu, floored, logvar_floor=None), a_mim,
+                             rtol=1e-6)
   vae = jnp.mean(-log_px + losses.gaussian_kl_to_standard_normal(mu, logvar))
   np.testing.assert_allclose(losses.vae_loss(log_px, mu, logvar), vae, rtol=1e-6)
   for denominator in ("mean", "sum"):
