@@ -361,6 +361,15 @@ def _check_finite(loop: LoopState, checkpointer: checkpointing.Checkpointer, las
       "Lower train.learning_rate or train.grad_clip_norm, or raise loss.temperature.")
 
 
+def _write_pending_manifests(checkpointer: checkpointing.Checkpointer) -> None:
+  """On an error in the loop: the manifest of a save that completes, so no finished checkpoint is
+  left without one (best effort: the error being raised is the one to report)."""
+  try:
+    checkpointer.wait_until_finished()
+  except Exception as error:  # pylint: disable=broad-except
+    logging.warning("Could not finish the pending checkpoint save: %s", error)
+
+
 def _evaluate(config: ml_collections.ConfigDict, task: tasks.Task, model, params,
               mesh: Mesh) -> dict[str, Any]:
   """The task's end-of-run metrics, or none when `eval.at_end` is False.
@@ -478,37 +487,42 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   progress = Progress(start_step, num_steps, config.data.batch_size, config.loss.method)
   step = last_good_step = start_step
   count, interval_start = 0, time.perf_counter()
-  while step < num_steps:
-    dispatch_steps = _steps_in_next_dispatch(step, config)
-    dispatch_start = time.perf_counter()
-    loop = fused.run(loop, dispatch_steps)
-    if step == start_step:  # Compiling is synchronous, running is not.
-      logging.info("Train step compiled in %.1f s.", time.perf_counter() - dispatch_start)
-    step += dispatch_steps
-    count += dispatch_steps
-    progress.advance(dispatch_steps)
-    if step % config.train.log_every_steps == 0 or step == num_steps:
-      _check_finite(loop, checkpointer, last_good_step, step)
-      loop, means = fused.take_means(loop, count)
-      means["examples_per_sec"] = count * config.data.batch_size / (
-          time.perf_counter() - interval_start)
-      last_diagnostics = {k: float(v) for k, v in jax.device_get(
-          diagnose(loop.train.params, fused.batch_of_step(step - 1), train_key,
-                   step - 1)).items()}
-      writer.write(step, {**means, **last_diagnostics})
-      progress.log(step, means)
-      last_good_step = step
-      count, interval_start = 0, time.perf_counter()
-    stop_signal = stop.signum  # Read once: a signal may arrive at any time.
-    if step % config.checkpoint.every_steps == 0 or step == num_steps or stop_signal:
-      _check_finite(loop, checkpointer, last_good_step, step)
-      checkpointer.save(step, loop.train, config, fused.data_iterator)
-    checkpointer.finish_completed_saves()  # The manifest as soon as its save is complete.
-    if stop_signal:
-      progress.close()
-      checkpointer.close()  # Waits for the save and writes its manifest.
-      writer.close()
-      raise errors.TrainingStopped(step, stop_signal)
+  try:
+    while step < num_steps:
+      dispatch_steps = _steps_in_next_dispatch(step, config)
+      dispatch_start = time.perf_counter()
+      loop = fused.run(loop, dispatch_steps)
+      if step == start_step:  # Compiling is synchronous, running is not.
+        logging.info("Train step compiled in %.1f s.", time.perf_counter() - dispatch_start)
+      step += dispatch_steps
+      count += dispatch_steps
+      progress.advance(dispatch_steps)
+      if step % config.train.log_every_steps == 0 or step == num_steps:
+        _check_finite(loop, checkpointer, last_good_step, step)
+        loop, means = fused.take_means(loop, count)
+        means["examples_per_sec"] = count * config.data.batch_size / (
+            time.perf_counter() - interval_start)
+        last_diagnostics = {k: float(v) for k, v in jax.device_get(
+            diagnose(loop.train.params, fused.batch_of_step(step - 1), train_key,
+                     step - 1)).items()}
+        writer.write(step, {**means, **last_diagnostics})
+        progress.log(step, means)
+        last_good_step = step
+        count, interval_start = 0, time.perf_counter()
+      stop_signal = stop.signum  # Read once: a signal may arrive at any time.
+      if step % config.checkpoint.every_steps == 0 or step == num_steps or stop_signal:
+        _check_finite(loop, checkpointer, last_good_step, step)
+        checkpointer.save(step, loop.train, config, fused.data_iterator)
+      checkpointer.finish_completed_saves()  # The manifest as soon as its save is complete.
+      if stop_signal:
+        progress.close()
+        checkpointer.close()  # Waits for the save and writes its manifest.
+        writer.close()
+        raise errors.TrainingStopped(step, stop_signal)
+  except (Exception, KeyboardInterrupt) as error:
+    if not isinstance(error, errors.TrainingStopped):
+      _write_pending_manifests(checkpointer)
+    raise
   stop.release()  # From here on (evaluation) a signal acts as usual.
   progress.close()
   checkpointer.wait_until_finished()

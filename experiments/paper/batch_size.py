@@ -36,6 +36,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 import numpy as np  # pylint: disable=wrong-import-position
 from absl import flags  # pylint: disable=wrong-import-position
 
+from cmim_jax import files
 from cmim_jax.probes import evaluate  # pylint: disable=wrong-import-position
 from experiments import cli  # pylint: disable=wrong-import-position
 from experiments.configs import mnist as mnist_config  # pylint: disable=wrong-import-position
@@ -295,7 +296,7 @@ def main(argv):
                for metric, by_method in fits.items()},
       "slope_differences": {metric: {name: vars(d) for name, d in by_name.items()}
                             for metric, by_name in differences.items()}})
-  (out_dir / "report.md").write_text(
+  files.write_atomic(out_dir / "report.md",
       report(FLAGS.preset, preset, values, fits, differences, baselines, wall_s, command))
   if FLAGS.figures:
     pathlib.Path(FLAGS.figures).mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 import numpy as np  # pylint: disable=wrong-import-position
 from absl import flags  # pylint: disable=wrong-import-position
 
+from cmim_jax import files
 from cmim_jax import embed as embed_lib  # pylint: disable=wrong-import-position
 from experiments import cli  # pylint: disable=wrong-import-position
 from experiments.configs import toy2d as toy2d_config  # pylint: disable=wrong-import-position
@@ -113,7 +114,7 @@ def main(argv):
   common.write_json(out_dir / "results.json", {
       "preset": FLAGS.preset, "machine": common.machine_description(), "wall_time_s": wall_s,
       "command": command, "results": results})
-  (out_dir / "report.md").write_text(report(results, FLAGS.preset, wall_s, command))
+  files.write_atomic(out_dir / "report.md", report(results, FLAGS.preset, wall_s, command))
   if FLAGS.figures:
     pathlib.Path(FLAGS.figures).mkdir(parents=True, exist_ok=True)
     for path in figures:
