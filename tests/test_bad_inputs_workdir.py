@@ -23,24 +23,11 @@ from cmim_jax import workdir as workdir_lib
 from cmim_jax.data import download
 from cmim_jax.probes import partial
 from tests.conftest import make_tiny_config
+# The finished tiny run (checkpoints at steps 3 and 6) and copies of it to damage.
+from tests.test_bad_inputs import run_copy, trained_run  # pylint: disable=unused-import
 from tests.test_bad_inputs import assert_one_line_error, run_cli
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def finished_run(synthetic_mnist_dir, tmp_path_factory):
-  """A finished tiny run (checkpoints at steps 3 and 6) and its config."""
-  config = make_tiny_config(synthetic_mnist_dir)
-  workdir = tmp_path_factory.mktemp("finished") / "run"
-  training.train_and_evaluate(config, workdir)
-  return workdir, config
-
-
-@pytest.fixture
-def run_copy(finished_run, tmp_path):
-  workdir, config = finished_run
-  return shutil.copytree(workdir, tmp_path / "run"), config.copy_and_resolve_references()
 
 
 def _tree(folder: pathlib.Path) -> dict[str, tuple[int, int]]:
@@ -473,10 +460,10 @@ def test_embed_beside_a_running_trainer_reads_a_verified_step_and_changes_nothin
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_saves_and_stops_and_the_resumed_run_is_bit_identical(finished_run, tmp_path,
+def test_a_signal_saves_and_stops_and_the_resumed_run_is_bit_identical(trained_run, tmp_path,
                                                                        caplog, signum, status):
   caplog.set_level("INFO")
-  reference, config = finished_run
+  reference, config = trained_run
   trainer, workdir = _start_trainer(config, tmp_path, "4")
   _wait_for(tmp_path / "at_step_4", trainer, tmp_path / "trainer.log")
   trainer.send_signal(signum)

@@ -19,7 +19,6 @@ import ipaddress
 import json
 import os
 import pathlib
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -146,17 +145,7 @@ def download(urls: Sequence[str], destination: str | os.PathLike, accepted_sha25
     if actual not in accepted:
       failures.append(f"{url}: SHA-256 {actual} does not match the expected {sorted(accepted)}")
       continue
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
-    try:
-      with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-      os.replace(tmp_name, destination)
-    except BaseException:
-      pathlib.Path(tmp_name).unlink(missing_ok=True)
-      raise
+    files.write_atomic(destination, data)
     _write_stamp(destination, actual)
     logging.info("Downloaded %s -> %s (SHA-256 verified).", url, destination)
     return destination
