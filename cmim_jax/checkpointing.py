@@ -160,10 +160,6 @@ class Checkpointer:
           f"read ({type(e).__name__}: {e}); move it out of {self.directory} to use an older "
           "step.") from e
 
-  def latest_saved_step(self) -> int | None:
-    """The step of the newest save started by this process (complete or not), or None."""
-    return self._manager.latest_step()
-
   def finish_completed_saves(self) -> None:
     """Writes the manifest of a pending save if it has completed; never waits."""
     if self._unmanifested and not self._manager.is_saving_in_progress():
