@@ -18,7 +18,7 @@ import ml_collections
 
 from cmim_jax import models, objectives, tasks
 from cmim_jax import sharding as sharding_lib
-from cmim_jax.data import augment
+from cmim_jax.data import augment, download
 from cmim_jax.errors import ConfigError
 from cmim_jax.models import sequence
 from cmim_jax.tasks.molecules import MOLECULE_TASK_BUILDERS
@@ -151,6 +151,12 @@ def _check_data(c: _Checker, method_name: Any, num_devices: int | None) -> None:
   else:
     c.check("data.source", _one_of(("auto", "tfds")), "auto", optional=True)
   c.check("data.download_timeout", _positive_finite(), 30, optional=True)
+  mirrors = c.value("data.mirrors")
+  if mirrors is not _MISSING and mirrors:
+    problems = [download.url_problem(m) if isinstance(m, str) else f"{m!r} is not a URL"
+                for m in mirrors]
+    if any(problems):
+      c.add("data.mirrors", "; ".join(filter(None, problems)), "'(\"https://HOST/PATH/\",)'")
   c.check("data.pipeline", _one_of(PIPELINES), "device", optional=True)
   c.check("data.reader_threads", _int_at_least(0), 2, optional=True)
   c.check("data.prefetch_batches", _int_at_least(0), 4, optional=True)

@@ -29,3 +29,17 @@ class CheckpointError(CmimError, RuntimeError):
 
 class DataUnavailableError(CmimError, RuntimeError):
   """No source (folder, cache, download, tfds) could provide a data set."""
+
+
+class TrainingStopped(Exception):
+  """SIGTERM or SIGINT stopped training after a verified checkpoint of the step it reached; not
+  an error: the CLI prints the message as one line and exits with `exit_status`.
+
+  Attributes:
+    step: the step saved.
+    exit_status: 128 + the signal number (143 for SIGTERM, 130 for SIGINT).
+  """
+
+  def __init__(self, step: int, signum: int):
+    super().__init__(f"stopped at step {step}; resume with the same command")
+    self.step, self.exit_status = step, 128 + signum

@@ -21,6 +21,9 @@ import jax
 import jax.numpy as jnp
 
 _LOG_2PI = math.log(2.0 * math.pi)
+# The default floor of the posterior log-variance in the A-MIM-based losses: the same bound the
+# project's encoders put on it (`model.logvar_min`, soft-clamped in `models/gaussian.py`).
+LOGVAR_FLOOR = -8.0
 _NORM_EPS = 1e-12
 DENOMINATORS = ("mean", "sum")
 
@@ -203,6 +206,18 @@ def _blockwise_log_prob(anchors, latents, *, temperature, denominator, mask, blo
   return jnp.where(valid, log_prob, 0.0)
 
 
+def soft_floor(x: jax.Array, low: float) -> jax.Array:
+  """Smoothly bounds `x` from below by `low`: low + softplus(x - low), i.e. the identity well
+  above `low` and saturating at it, with a gradient that stays positive (a hard clip's is 0
+  below). The final max only removes the softplus tail's float underflow. Used by
+  `models.gaussian.soft_clamp` and by the A-MIM losses' `logvar_floor`."""
+  return jnp.maximum(low + jax.nn.softplus(x - low), low)
+
+
+def _floored_logvar(logvar: jax.Array, logvar_floor: float | None) -> jax.Array:
+  return logvar if logvar_floor is None else soft_floor(logvar, logvar_floor)
+
+
 def gaussian_log_prob(z: jax.Array, mu: jax.Array, logvar: jax.Array) -> jax.Array:
   """Log-density of a diagonal Gaussian, summed over the latent dimensions.
 
@@ -304,10 +319,18 @@ def a_mim_loss(
     logvar: jax.Array,
     *,
     mask: jax.Array | None = None,
+    logvar_floor: float | None = LOGVAR_FLOOR,
 ) -> jax.Array:
   """Asymmetric MIM loss (A-MIM), sampling z from the encoder.
 
   loss = mean_i -[log p(x_i|z_i) + 0.5 * (log q(z_i|x_i) + log P(z_i))],  P(z) = N(0, I).
+
+  The log q term rewards ever narrower posteriors: with an unconstrained log-variance head it
+  drives logvar toward -inf until exp(-logvar) overflows and the loss is NaN. So log q is taken
+  with logvar soft-floored at `logvar_floor` (`soft_floor`), as this project's encoders bound it
+  (`model.logvar_min`, default -8, in `models/gaussian.py`); the author's A-MIM code clamps at
+  -6. Pass None when the encoder bounds logvar itself (this project's objectives do, so their
+  losses are unchanged), or a floor of your own.
 
   Args:
     log_px_given_z: [B] decoder log-likelihoods log p(x_i | z_i).
@@ -315,12 +338,13 @@ def a_mim_loss(
     mu: [B, D] encoder means.
     logvar: [B, D] encoder log-variances.
     mask: optional bool [B] of valid rows.
+    logvar_floor: the soft lower bound of logvar (None: logvar as given).
 
   Returns:
     Scalar loss.
   """
   valid = _valid_rows(z.shape[0], mask)
-  log_q = gaussian_log_prob(z, mu, logvar)
+  log_q = gaussian_log_prob(z, mu, _floored_logvar(logvar, logvar_floor))
   log_prior = standard_normal_log_prob(z)
   per_example = -(log_px_given_z.astype(log_q.dtype) + 0.5 * (log_q + log_prior))
   return _masked_mean(per_example, valid)
@@ -366,6 +390,7 @@ def cmim_loss(
     denominator: str = "mean",
     contrastive_weight: float = 1.0,
     mask: jax.Array | None = None,
+    logvar_floor: float | None = LOGVAR_FLOOR,
 ) -> jax.Array:
   """cMIM loss: A-MIM minus a weighted contrastive log-probability.
 
@@ -382,6 +407,8 @@ def cmim_loss(
     denominator: "mean" or "sum".
     contrastive_weight: weight of the contrastive term.
     mask: optional bool [B] of valid rows.
+    logvar_floor: the soft lower bound of logvar in the A-MIM term (see `a_mim_loss`; None:
+      logvar as given, for encoders that bound it themselves).
 
   Returns:
     Scalar loss.
@@ -389,7 +416,7 @@ def cmim_loss(
   valid = _valid_rows(z.shape[0], mask)
   contrastive = contrastive_log_prob(
       mu, z, temperature=temperature, denominator=denominator, mask=mask)
-  return (a_mim_loss(log_px_given_z, z, mu, logvar, mask=mask)
+  return (a_mim_loss(log_px_given_z, z, mu, logvar, mask=mask, logvar_floor=logvar_floor)
           - contrastive_weight * _masked_mean(contrastive, valid))
 
 

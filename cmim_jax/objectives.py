@@ -161,7 +161,7 @@ def _contrastive_term(outputs, key, cfg, denominator):
 def _mim(model, params, x, key, cfg, views=()) -> LossAndTerms:
   del cfg, views
   out, log_px = _reconstruct(model, params, x, key)
-  loss = losses.a_mim_loss(log_px, out["z"], out["mu"], out["logvar"])
+  loss = losses.a_mim_loss(log_px, out["z"], out["mu"], out["logvar"], logvar_floor=None)
   return loss, dict(reconstruction=-jnp.mean(log_px))
 
 
@@ -170,7 +170,7 @@ def _make_cmim(denominator: str) -> MethodFn:
     del views
     out, log_px = _reconstruct(model, params, x, key)
     contrastive = _contrastive_term(out, key, cfg, denominator)
-    loss = (losses.a_mim_loss(log_px, out["z"], out["mu"], out["logvar"])
+    loss = (losses.a_mim_loss(log_px, out["z"], out["mu"], out["logvar"], logvar_floor=None)
             - cfg.contrastive_weight * contrastive)  # = losses.cmim_loss for the default pair.
     return loss, dict(reconstruction=-jnp.mean(log_px), contrastive_log_prob=contrastive)
   return cmim

@@ -6,10 +6,13 @@ call it directly.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import pathlib
+import signal
 import sys
+import threading
 import time
 from typing import Any, Callable, Mapping, NamedTuple
 
@@ -23,8 +26,9 @@ from absl import logging
 from flax.training import train_state as train_state_lib
 from jax.sharding import Mesh
 
-from cmim_jax import (checkpointing, config_validation, diagnostics, errors, metric_writers,
+from cmim_jax import (checkpointing, config_validation, diagnostics, errors, files, metric_writers,
                       objectives, tasks)
+from cmim_jax import workdir as workdir_lib
 from cmim_jax import sharding as sharding_lib
 from cmim_jax.data import batching, streaming
 
@@ -34,6 +38,41 @@ TrainStep = Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]
 
 class NonFiniteLossError(errors.CmimError, FloatingPointError):
   """The loss became NaN or infinite; the run stopped without saving the bad state."""
+
+
+class _StopSignals:
+  """While entered, SIGTERM and SIGINT only set `signum`: the loop finishes the dispatch in
+  flight, saves and raises `errors.TrainingStopped`. The first signal restores the previous
+  handlers, so a second one acts at once. Only in the main thread of a single-process job (the
+  processes of a multi-process job would stop at different steps)."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.signum: int | None = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signum = signum
+    self.release()
+    logging.warning("Received %s: finishing the step in flight and saving a checkpoint.",
+                    signal.Signals(signum).name)
+
+  def __enter__(self) -> "_StopSignals":
+    if threading.current_thread() is threading.main_thread() and jax.process_count() == 1:
+      for signum in self.SIGNALS:
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def release(self) -> None:
+    """Gives SIGTERM and SIGINT their previous handlers back."""
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    self._previous = {}
+
+  def __exit__(self, *exc_info) -> None:
+    self.release()
 
 
 def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -328,6 +367,15 @@ def _check_finite(loop: LoopState, checkpointer: checkpointing.Checkpointer, las
       "Lower train.learning_rate or train.grad_clip_norm, or raise loss.temperature.")
 
 
+def _write_pending_manifests(checkpointer: checkpointing.Checkpointer) -> None:
+  """On an error in the loop: the manifest of a save that completes, so no finished checkpoint is
+  left without one (best effort: the error being raised is the one to report)."""
+  try:
+    checkpointer.wait_until_finished()
+  except Exception as error:  # pylint: disable=broad-except
+    logging.warning("Could not finish the pending checkpoint save: %s", error)
+
+
 def _evaluate(config: ml_collections.ConfigDict, task: tasks.Task, model, params,
               mesh: Mesh) -> dict[str, Any]:
   """The task's end-of-run metrics, or none when `eval.at_end` is False.
@@ -347,12 +395,27 @@ def _evaluate(config: ml_collections.ConfigDict, task: tasks.Task, model, params
   return metrics
 
 
+def _previous_diagnostics(summary_path: pathlib.Path, step: int) -> dict[str, float]:
+  """The diagnostics block of an earlier summary of the same final `step`, or {}."""
+  try:
+    previous = json.loads(summary_path.read_text(encoding="utf-8"))
+  except (OSError, ValueError):
+    return {}
+  if not isinstance(previous, dict) or previous.get("step") != step:
+    return {}
+  diagnostics_block = previous.get("diagnostics")
+  return diagnostics_block if isinstance(diagnostics_block, dict) else {}
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                        devices=None) -> dict[str, Any]:
   """Trains `config.loss.method` on `config.data.name`, checkpointing and logging into `workdir`.
 
   Resumes from the latest checkpoint in `workdir/checkpoints` when there is one. Returns the summary
-  that is also written to `workdir/summary.json`.
+  that is also written to `workdir/summary.json`. The config must match the one saved with that
+  checkpoint but in `workdir_lib.MAY_CHANGE_ON_RESUME`. A second trainer on the same workdir gets
+  a `workdir_lib.WorkdirBusyError`. SIGTERM or SIGINT ends the run with a verified checkpoint of
+  the step reached and an `errors.TrainingStopped`.
   """
   # Mesh: one `data` axis over all devices. The config is checked before anything is written.
   mesh = sharding_lib.make_data_mesh(devices)
@@ -360,6 +423,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   check_cadences(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  # One writer per workdir: process 0 holds the lock until it returns (or dies).
+  lock = workdir_lib.WorkdirLock(workdir) if _is_main_process() else contextlib.nullcontext()
+  with lock, _StopSignals() as stop:
+    return _train_and_evaluate(config, workdir, mesh, stop)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: Mesh,
+                        stop: _StopSignals) -> dict[str, Any]:
+  """`train_and_evaluate` once the config is checked and the workdir locked."""
   logging.info("Mesh: %d device(s) %s", mesh.devices.size, mesh.devices.tolist())
 
   # Input: the training set lives on the devices, batches gathered there ("device"); or each
@@ -391,6 +463,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   # Checkpoints: resume from the latest one when present.
   checkpointer = checkpointing.Checkpointer(workdir / "checkpoints", config.checkpoint.max_to_keep)
   start_step = checkpointer.latest_step() or 0
+  if start_step:
+    try:
+      workdir_lib.check_resume_config(checkpointer.restore_config(start_step).to_dict(), config,
+                                      checkpointer.directory / str(start_step))
+    except errors.ConfigError:
+      checkpointer.close()
+      raise
   if start_step > config.train.num_steps:
     checkpointer.close()
     raise errors.ConfigError(
@@ -414,30 +493,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   progress = Progress(start_step, num_steps, config.data.batch_size, config.loss.method)
   step = last_good_step = start_step
   count, interval_start = 0, time.perf_counter()
-  while step < num_steps:
-    dispatch_steps = _steps_in_next_dispatch(step, config)
-    dispatch_start = time.perf_counter()
-    loop = fused.run(loop, dispatch_steps)
-    if step == start_step:  # Compiling is synchronous, running is not.
-      logging.info("Train step compiled in %.1f s.", time.perf_counter() - dispatch_start)
-    step += dispatch_steps
-    count += dispatch_steps
-    progress.advance(dispatch_steps)
-    if step % config.train.log_every_steps == 0 or step == num_steps:
-      _check_finite(loop, checkpointer, last_good_step, step)
-      loop, means = fused.take_means(loop, count)
-      means["examples_per_sec"] = count * config.data.batch_size / (
-          time.perf_counter() - interval_start)
-      last_diagnostics = {k: float(v) for k, v in jax.device_get(
-          diagnose(loop.train.params, fused.batch_of_step(step - 1), train_key,
-                   step - 1)).items()}
-      writer.write(step, {**means, **last_diagnostics})
-      progress.log(step, means)
-      last_good_step = step
-      count, interval_start = 0, time.perf_counter()
-    if step % config.checkpoint.every_steps == 0 or step == num_steps:
-      _check_finite(loop, checkpointer, last_good_step, step)
-      checkpointer.save(step, loop.train, config, fused.data_iterator)
+  try:
+    while step < num_steps:
+      dispatch_steps = _steps_in_next_dispatch(step, config)
+      dispatch_start = time.perf_counter()
+      loop = fused.run(loop, dispatch_steps)
+      if step == start_step:  # Compiling is synchronous, running is not.
+        logging.info("Train step compiled in %.1f s.", time.perf_counter() - dispatch_start)
+      step += dispatch_steps
+      count += dispatch_steps
+      progress.advance(dispatch_steps)
+      if step % config.train.log_every_steps == 0 or step == num_steps:
+        _check_finite(loop, checkpointer, last_good_step, step)
+        loop, means = fused.take_means(loop, count)
+        means["examples_per_sec"] = count * config.data.batch_size / (
+            time.perf_counter() - interval_start)
+        last_diagnostics = {k: float(v) for k, v in jax.device_get(
+            diagnose(loop.train.params, fused.batch_of_step(step - 1), train_key,
+                     step - 1)).items()}
+        writer.write(step, {**means, **last_diagnostics})
+        progress.log(step, means)
+        last_good_step = step
+        count, interval_start = 0, time.perf_counter()
+      stop_signal = stop.signum  # Read once: a signal may arrive at any time.
+      if step % config.checkpoint.every_steps == 0 or step == num_steps or stop_signal:
+        _check_finite(loop, checkpointer, last_good_step, step)
+        checkpointer.save(step, loop.train, config, fused.data_iterator)
+      checkpointer.finish_completed_saves()  # The manifest as soon as its save is complete.
+      if stop_signal:
+        progress.close()
+        checkpointer.close()  # Waits for the save and writes its manifest.
+        writer.close()
+        raise errors.TrainingStopped(step, stop_signal)
+  except (Exception, KeyboardInterrupt) as error:
+    if not isinstance(error, errors.TrainingStopped):
+      _write_pending_manifests(checkpointer)
+    raise
+  stop.release()  # From here on (evaluation) a signal acts as usual.
   progress.close()
   checkpointer.wait_until_finished()
   logging.info("Training done.")
@@ -447,11 +539,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   # Evaluation on the test set.
   summary = {"step": num_steps, "method": config.loss.method, "data_source": task.source,
              **_evaluate(config, task, model, loop.train.params, mesh)}
-  if last_diagnostics:  # At the last log step of this process (none when resumed at the end).
+  if not last_diagnostics:  # Resumed at the end: those of the run that trained the last steps.
+    last_diagnostics = _previous_diagnostics(workdir / "summary.json", num_steps)
+  if last_diagnostics:  # At the last log step.
     summary["diagnostics"] = last_diagnostics
   if task.input_rows:
     summary["input_rows"] = task.input_rows
   if _is_main_process():
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    files.write_json_atomic(workdir / "summary.json", summary)
   logging.info("Summary: %s", json.dumps(summary))
   return summary

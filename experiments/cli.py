@@ -8,6 +8,9 @@
     or malformed file, no usable checkpoint) print as one line on stderr and exit with status 2.
     `--verbose` (or the environment variable CMIM_VERBOSE=1) shows their traceback too. Any other
     exception is a bug and keeps its traceback.
+  * SIGTERM / SIGINT during training: the step in flight finishes, a verified checkpoint is saved,
+    one line "stopped at step N; resume with the same command" is printed and the exit status is
+    143 / 130 (`errors.TrainingStopped`).
 """
 
 from __future__ import annotations
@@ -95,5 +98,9 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
       if verbose():
         raise
       report_and_exit(error)
+    except errors.TrainingStopped as stopped:  # SIGTERM / SIGINT, checkpoint saved.
+      sys.stderr.write(f"{stopped}\n")
+      sys.stderr.flush()
+      sys.exit(stopped.exit_status)
 
   app.run(wrapped)

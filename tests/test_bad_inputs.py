@@ -28,6 +28,7 @@ from experiments.configs import mnist as mnist_config
 from experiments.configs import molecules as molecules_config
 from experiments.configs import toy2d as toy2d_config
 from tests.conftest import make_tiny_config
+from tests.test_molecules_data import serve_folder
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -185,9 +186,10 @@ def test_download_with_a_bad_checksum_is_refused_and_not_cached(synthetic_mnist_
                                                                monkeypatch):
   monkeypatch.setenv("CMIM_JAX_CACHE", str(tmp_path / "cache"))
   monkeypatch.setattr(mnist, "_tfds_installed", lambda: False)
-  config = _image_data_config("", mirrors=(synthetic_mnist_dir.as_uri() + "/",))
-  with pytest.raises(errors.DataUnavailableError, match="does not match") as error:
-    mnist.load_image_dataset(config)  # Synthetic digits are not MNIST's.
+  with serve_folder(synthetic_mnist_dir) as url:
+    config = _image_data_config("", mirrors=(url,))
+    with pytest.raises(errors.DataUnavailableError, match="does not match") as error:
+      mnist.load_image_dataset(config)  # Synthetic digits are not MNIST's.
   assert "train-images-idx3-ubyte.gz" in str(error.value)
   assert not any((tmp_path / "cache").rglob("*.gz"))
 
@@ -323,15 +325,19 @@ def test_every_checkpoint_has_a_manifest_that_verifies(trained_run):
 
 
 @pytest.mark.parametrize("damage", [_truncate, _empty, _overwrite_64_bytes])
-def test_damaged_newest_checkpoint_is_moved_aside_and_the_previous_used(run_copy, damage, caplog):
-  workdir, _ = run_copy
+def test_damaged_newest_checkpoint_is_skipped_by_a_reader_and_moved_aside_by_the_trainer(
+    run_copy, damage, caplog):
+  workdir, config = run_copy
   damaged_file = _largest_state_file(workdir / "checkpoints" / "6")
   damage(damaged_file)
   trained = embedding.load_trained(workdir)
   assert trained.step == 3
   assert "changed files" in caplog.text and damaged_file.name in caplog.text
+  assert "instead of step(s) [6]" in caplog.text
+  assert damaged_file.is_file() and not (workdir / "checkpoints.damaged").exists()  # Untouched.
+  training.train_and_evaluate(config, workdir)  # The writer quarantines it and trains 4..6 again.
   assert [p.name.split("-")[0] for p in (workdir / "checkpoints.damaged").iterdir()] == ["6"]
-  assert not (workdir / "checkpoints" / "6").exists()
+  assert checkpointing.manifest_problem(workdir / "checkpoints" / "6") is None
 
 
 def test_damaged_checkpoint_asked_for_by_step_is_an_error(run_copy):

@@ -167,12 +167,29 @@ def test_no_fallback_fails_with_instructions(tmp_path, monkeypatch):
     mnist.load_image_dataset(config)
 
 
-def test_cache_is_used_before_the_network(tmp_path, monkeypatch):
+def test_cache_is_used_before_the_network_and_verified_once(tmp_path, monkeypatch):
   monkeypatch.setenv(download.CACHE_ENV_VAR, str(tmp_path))
-  write_synthetic_mnist(tmp_path / "mnist", num_train=20, num_test=10)
-  dataset = mnist.load_image_dataset(_mnist_data_config(mirrors=("http://127.0.0.1:9/",)))
+  (tmp_path / "mnist").mkdir()
+  for name in mnist.SPECS["mnist"].content_sha256:
+    (tmp_path / "mnist" / name).write_bytes(shared_data_path(f"mnist/{name}").read_bytes())
+  config = _mnist_data_config(mirrors=("http://127.0.0.1:9/",), allow_fallback=False)
+  dataset = mnist.load_image_dataset(config)
   assert dataset.source == f"cache:{tmp_path / 'mnist'}"
-  assert dataset.train_images.shape == (20, 28, 28, 1)
+  assert dataset.train_images.shape == (60000, 28, 28, 1)
+  stamps = sorted(p.name for p in (tmp_path / "mnist").glob(".*.verified"))
+  assert len(stamps) == 4
+  hashed = []
+  monkeypatch.setattr(mnist, "_content_sha256", lambda data: hashed.append(1) or "x")
+  assert mnist.load_image_dataset(config).source == dataset.source  # Stamps: not hashed again.
+  assert not hashed
+
+
+def test_a_cached_file_that_fails_its_checksum_is_not_used(tmp_path, monkeypatch):
+  monkeypatch.setenv(download.CACHE_ENV_VAR, str(tmp_path))
+  write_synthetic_mnist(tmp_path / "mnist", num_train=20, num_test=10)  # Valid IDX, not MNIST.
+  config = _mnist_data_config(mirrors=("http://127.0.0.1:9/",), allow_fallback=False)
+  with pytest.raises(mnist.DataUnavailableError, match="127.0.0.1:9"):
+    mnist.load_image_dataset(config)  # Tried to download it again instead.
 
 
 def test_data_dir_is_used_and_its_errors_are_final(synthetic_mnist_dir, tmp_path):

@@ -93,11 +93,14 @@ class HandComputedValuesTest(chex.TestCase):
   def test_a_mim_vae_and_cmim_compose_their_terms(self):
     log_px = jnp.array([-3.0, -5.0, -4.0])
     mu, logvar, z = _random((3, 2), 6), 0.1 * _random((3, 2), 7), _random((3, 2), 8)
-    log_q, log_prior = losses.gaussian_log_prob(z, mu, logvar), losses.standard_normal_log_prob(z)
+    floored = losses.soft_floor(logvar, losses.LOGVAR_FLOOR)  # The default logvar_floor.
+    log_q, log_prior = losses.gaussian_log_prob(z, mu, floored), losses.standard_normal_log_prob(z)
     chex.assert_shape([log_q, log_prior], (3,))
     a_mim = -jnp.mean(log_px + 0.5 * (log_q + log_prior))
     np.testing.assert_allclose(self.variant(losses.a_mim_loss)(log_px, z, mu, logvar), a_mim,
                                rtol=1e-6)
+    no_floor = functools.partial(losses.a_mim_loss, logvar_floor=None)
+    np.testing.assert_allclose(self.variant(no_floor)(log_px, z, mu, floored), a_mim, rtol=1e-6)
     vae = jnp.mean(-log_px + losses.gaussian_kl_to_standard_normal(mu, logvar))
     np.testing.assert_allclose(self.variant(losses.vae_loss)(log_px, mu, logvar), vae, rtol=1e-6)
     for denominator in ("mean", "sum"):

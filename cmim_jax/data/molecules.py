@@ -46,6 +46,8 @@ MOSES_SHA256 = {
     "test": "257165e8f1e1be2d5712db51c93d2b1544564b782dc303d7d19c887c21a858e6",
 }
 
+# The most bytes one download may have (MOSES's train.csv is about 75 MB).
+MAX_DOWNLOAD_BYTES = 256 << 20
 MOLECULENET_URL = "https://deepchemdata.s3-us-west-1.amazonaws.com/datasets/"
 
 
@@ -264,6 +266,10 @@ def subsample(items: list[str], limit: int, rng: np.random.Generator) -> list[st
   return [items[i] for i in order]
 
 
+def _gunzipped_sha256(data: bytes) -> str:
+  return download_lib.sha256_of(gzip.decompress(data))
+
+
 def _find_moses_file(folder: pathlib.Path, split: str) -> pathlib.Path | None:
   for name in (f"{split}.csv.gz", f"{split}.csv"):
     if (folder / name).is_file():
@@ -285,12 +291,16 @@ def moses_file(split: str, data_config: ml_collections.ConfigDict) -> tuple[path
   folder = download_lib.cache_dir() / "moses"
   path = _find_moses_file(folder, split)
   if path is not None:
-    return path, f"cache:{folder}"
+    digest = _gunzipped_sha256 if path.suffix == ".gz" else download_lib.sha256_of
+    if download_lib.verified_in_cache(path, [MOSES_SHA256[split]], digest=digest):
+      return path, f"cache:{folder}"
+    logging.warning("The cached %s does not match MOSES's SHA-256; downloading it again.", path)
   mirrors = data_config.get("mirrors") or (MOSES_URL,)
   try:
     path = download_lib.download([m.rstrip("/") + f"/{split}.csv" for m in mirrors],
                                  folder / f"{split}.csv", [MOSES_SHA256[split]],
-                                 timeout=data_config.get("download_timeout", 30.0))
+                                 timeout=data_config.get("download_timeout", 30.0),
+                                 max_bytes=MAX_DOWNLOAD_BYTES)
   except download_lib.DownloadError as e:
     raise DataUnavailableError(
         f"{e}\nFix: put MOSES train.csv[.gz] and test.csv[.gz] in a folder and pass "
@@ -450,9 +460,9 @@ def _moleculenet_file(spec: MoleculeNetSpec, data_config) -> tuple[pathlib.Path,
         f"{spec.name}; point it at a folder with one of them or leave it empty to download.")
   layout = spec.layouts[0]
   path = download_lib.cache_dir() / "moleculenet" / layout.file_name
-  if path.is_file():
-    return path, layout, f"cache:{path.parent}"
   accepted = tuple(spec.sha256) + tuple(filter(None, [data_config.get("download_sha256", "")]))
+  if path.is_file() and (not accepted or download_lib.verified_in_cache(path, accepted)):
+    return path, layout, f"cache:{path.parent}"  # (Nothing to verify a digest-less file with.)
   if not accepted:
     raise DataUnavailableError(
         f"No SHA-256 is pinned for MoleculeNet's {layout.file_name}, so it is not downloaded "
@@ -461,8 +471,9 @@ def _moleculenet_file(spec: MoleculeNetSpec, data_config) -> tuple[pathlib.Path,
         "digest you trust.")
   mirrors = data_config.get("mirrors") or (MOLECULENET_URL,)
   try:
-    download_lib.download([m.rstrip("/") + "/" + layout.file_name for m in mirrors], path,
-                          accepted, timeout=data_config.get("download_timeout", 30.0))
+    download_lib.cached_download([m.rstrip("/") + "/" + layout.file_name for m in mirrors], path,
+                                 accepted, timeout=data_config.get("download_timeout", 30.0),
+                                 max_bytes=MAX_DOWNLOAD_BYTES)
   except download_lib.DownloadError as e:
     raise DataUnavailableError(
         f"{e}\nFix: put {layout.file_name} in a folder and pass --config.data.data_dir=FOLDER."

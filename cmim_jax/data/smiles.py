@@ -17,10 +17,11 @@ import json
 import os
 import pathlib
 import re
-import tempfile
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+
+from cmim_jax import files
 
 PAD, BOS, EOS, UNK, MASK = "<pad>", "<bos>", "<eos>", "<unk>", "<mask>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK, MASK)
@@ -118,17 +119,7 @@ class Vocabulary:
 
   def save(self, path: str | os.PathLike) -> pathlib.Path:
     """Writes the vocabulary as JSON, atomically (temporary file renamed into place)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-      with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(self.to_json())
-      os.replace(tmp_name, path)
-    except BaseException:
-      pathlib.Path(tmp_name).unlink(missing_ok=True)
-      raise
-    return path
+    return files.write_atomic(path, self.to_json())
 
   @classmethod
   def load(cls, path: str | os.PathLike) -> "Vocabulary":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from cmim_jax import losses
+
 
 def soft_clamp(x: jax.Array, low: float, high: float) -> jax.Array:
   """Smoothly limits `x` to (low, high): identity well inside, softplus-saturating at the edges.
@@ -16,7 +18,7 @@ def soft_clamp(x: jax.Array, low: float, high: float) -> jax.Array:
   if not low < high:
     raise ValueError(f"soft_clamp needs low < high, got low={low}, high={high}.")
   x = high - jax.nn.softplus(high - x)
-  return jnp.clip(low + jax.nn.softplus(x - low), low, high)
+  return jnp.minimum(losses.soft_floor(x, low), high)
 
 
 def gaussian_outputs(mu: jax.Array, logvar: jax.Array, logvar_min: float,

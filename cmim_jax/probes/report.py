@@ -1,35 +1,17 @@
-"""Markdown tables and PNG figures of probe results and run comparisons; atomic file writes."""
+"""Markdown tables and PNG figures of probe results and run comparisons (written atomically)."""
 
 from __future__ import annotations
 
 import io
-import os
 import pathlib
-import tempfile
 from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from cmim_jax.files import write_atomic
 from cmim_jax.probes import compare as compare_lib
-
-
-def write_atomic(path: str | pathlib.Path, data: str | bytes) -> pathlib.Path:
-  """Writes text or bytes to `path` via a temporary file and `os.replace`."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  payload = data.encode("utf-8") if isinstance(data, str) else data
-  fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-  try:
-    os.fchmod(fd, 0o644)
-    with os.fdopen(fd, "wb") as file:
-      file.write(payload)
-    os.replace(temp_name, path)
-  except BaseException:
-    pathlib.Path(temp_name).unlink(missing_ok=True)
-    raise
-  return path
 
 
 def new_figure(**kwargs) -> Figure:

@@ -32,6 +32,7 @@ import time
 import numpy as np
 from absl import flags
 
+from cmim_jax import files
 from cmim_jax.probes import evaluate
 from cmim_jax.probes import report as report_lib
 from experiments import cli
@@ -291,7 +292,7 @@ def main(argv):
                for metric, by_method in fits.items()},
       "slope_differences": {metric: {name: vars(d) for name, d in by_name.items()}
                             for metric, by_name in differences.items()}})
-  (out_dir / "report.md").write_text(
+  files.write_atomic(out_dir / "report.md",
       report(FLAGS.preset, preset, values, fits, differences, baselines, wall_s, command))
   if FLAGS.figures:
     pathlib.Path(FLAGS.figures).mkdir(parents=True, exist_ok=True)

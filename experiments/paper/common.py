@@ -22,7 +22,7 @@ import numpy as np
 from absl import logging
 
 from cmim_jax import embedding
-from cmim_jax import errors
+from cmim_jax import errors, files
 from cmim_jax import tasks
 from cmim_jax import training
 from cmim_jax.embedding import files as embedding_files
@@ -67,7 +67,7 @@ def run_or_load(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                config.train.num_steps)
   summary = training.train_and_evaluate(config, workdir, devices(num_devices))
   summary["wall_time_s"] = round(time.perf_counter() - start, 2)
-  summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+  files.write_json_atomic(summary_path, summary)
   logging.info("Trained %s in %.0f s.", workdir, summary["wall_time_s"])
   return summary
 
@@ -98,7 +98,7 @@ def run_in_processes(runs: Sequence[tuple[ml_collections.ConfigDict, pathlib.Pat
       active = _reap(active)
     logging.info("Starting run %d/%d in a child process: %s", number, len(pending), workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "requested_config.json").write_text(config.to_json_best_effort(indent=2))
+    files.write_atomic(workdir / "requested_config.json", config.to_json_best_effort(indent=2))
     active.append((subprocess.Popen(
         [sys.executable, "-m", "experiments.paper.run_one", str(workdir),
          str(num_devices or 0)]), workdir))
@@ -336,5 +336,4 @@ def command_line(module: str) -> str:
 
 
 def write_json(path: pathlib.Path, value: Mapping[str, Any]) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(value, indent=2, default=float) + "\n")
+  files.write_json_atomic(path, value, default=float)

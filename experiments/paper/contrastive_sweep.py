@@ -37,7 +37,7 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from cmim_jax import errors
+from cmim_jax import errors, files
 from cmim_jax.data import idx, mnist
 from experiments import cli
 from experiments.configs import mnist as mnist_config
@@ -303,7 +303,7 @@ def write_baselines(out_dir: pathlib.Path, baselines: dict[str, dict[str, float]
       "preset": FLAGS.preset, "machine": common.machine_description(), "wall_time_s": wall_s,
       "command": command, "num_train": preset["num_train"],
       "num_validation": preset["num_validation"], "baselines": baselines})
-  (out_dir / "baselines.md").write_text(
+  files.write_atomic(out_dir / "baselines.md",
       f"# Baselines of the contrastive sweep ({FLAGS.preset} preset)\n\n"
       f"Command: `{command}`  \nMachine: {common.machine_description()}; wall time "
       f"{wall_s / 60:.1f} min.  \n{rows_sentence(preset)} {common.PIXEL_BASELINES_NOTE}\n\n"
@@ -338,7 +338,7 @@ def main(argv):
       "machine": common.machine_description(), "wall_time_s": wall_s, "command": command,
       "baselines": baselines, "rows": rows,
       "runs": [{"name": run_name(k), **summaries[k]} for k in keys]})
-  (out_dir / "report.md").write_text(
+  files.write_atomic(out_dir / "report.md",
       f"# When does the contrastive term act? ({FLAGS.preset} preset)\n\n"
       f"Command: `{command}`  \nMachine: {common.machine_description()}; wall time "
       f"{wall_s / 60:.1f} min (runs already done are not repeated).  \n"

@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 from absl import flags
 
+from cmim_jax import files
 from experiments import cli
 from experiments.paper import common, contrastive_sweep
 
@@ -128,7 +129,7 @@ def main(argv):
       "raw_pixels_linear_accuracy": baselines[common.RAW_PIXELS]["linear_accuracy"],
       "baselines": baselines, "rows": rows,
       "best": best["setting"]})
-  (out_dir / "report.md").write_text(
+  files.write_atomic(out_dir / "report.md",
       f"# {FLAGS.method} augmentations on validation ({FLAGS.preset} preset)\n\n"
       f"Command: `{command}`  \nMachine: {common.machine_description()}; wall time "
       f"{wall_s / 60:.1f} min (runs already done are not repeated).  \n"

@@ -26,6 +26,7 @@ import time
 
 from absl import flags
 
+from cmim_jax import files
 from cmim_jax.probes import controls, evaluate
 from experiments import cli
 from experiments.configs import fashion_mnist as fashion_config
@@ -243,7 +244,7 @@ def main(argv):
                                             for k, v in preset.items()},
       "machine": common.machine_description(), "wall_time_s": wall_s, "command": command,
       "tables": tables, "controls": control_tables})
-  (out_dir / "report.md").write_text(
+  files.write_atomic(out_dir / "report.md",
       f"# Seven methods on MNIST ({FLAGS.preset} preset)\n\n"
       f"Command: `{command}`  \nMachine: {common.machine_description()}; wall time "
       f"{wall_s / 60:.1f} min (runs already done are not repeated).  \n"

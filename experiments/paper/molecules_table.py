@@ -35,7 +35,7 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from cmim_jax import checkpointing, molecules_baseline
+from cmim_jax import checkpointing, files, molecules_baseline
 from cmim_jax.embedding import files as embedding_files
 from cmim_jax.errors import ConfigError
 from cmim_jax.probes import controls, evaluate
@@ -314,7 +314,7 @@ def write_report(path: pathlib.Path, command: str, wall_s: float, preset: dict,
     sections += [f"### {family} split{'s' if family == 'random' else ''}", "",
                  *selected_markdown(selected[family], family), ""]
   sections += ["## Table 1: every row", "", *all_rows_markdown(rows), ""]
-  path.write_text("\n".join(sections))
+  files.write_atomic(path, "\n".join(sections))
 
 
 def define_flags() -> None:

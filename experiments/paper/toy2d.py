@@ -18,7 +18,7 @@ import time
 import numpy as np
 from absl import flags
 
-from cmim_jax import embedding
+from cmim_jax import embedding, files
 from cmim_jax.probes import report as report_lib
 from experiments import cli
 from experiments.configs import toy2d as toy2d_config
@@ -108,7 +108,7 @@ def main(argv):
   common.write_json(out_dir / "results.json", {
       "preset": FLAGS.preset, "machine": common.machine_description(), "wall_time_s": wall_s,
       "command": command, "results": results})
-  (out_dir / "report.md").write_text(report(results, FLAGS.preset, wall_s, command))
+  files.write_atomic(out_dir / "report.md", report(results, FLAGS.preset, wall_s, command))
   if FLAGS.figures:
     pathlib.Path(FLAGS.figures).mkdir(parents=True, exist_ok=True)
     for path in figures:
