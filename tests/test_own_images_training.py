@@ -23,11 +23,11 @@ def tiny(config, encoder, data_dir):
   config.data.batch_size = 16
   config.model.update(encoder=encoder, latent_dim=4, hidden_sizes=(32,), conv_features=(8, 8),
                       conv_dense_size=16)
-  config.model.perceiver.update(patch_size=4, width=16, num_latents=4, num_heads=2,
-                                encoder_layers=1, decoder_memory_tokens=4)
-  config.train.update(num_steps=4, log_every_steps=2)
-  config.checkpoint.every_steps = 4
-  config.eval.batch_size = 64
+  config.model.perceiver.update(patch_size=4, width=8, num_latents=2, num_heads=2,
+                                encoder_layers=1, decoder_memory_tokens=2)
+  config.train.update(num_steps=2, log_every_steps=2)
+  config.checkpoint.every_steps = 2
+  config.eval.update(batch_size=64, max_examples=256)
   return config
 
 
@@ -98,6 +98,7 @@ def digits_medmnist(tmp_path_factory):
 def test_colour_and_digits_train_under_the_8bit_likelihood(colour_npz, digits_medmnist, tmp_path,
                                                            encoder):
   colour = tiny(npz_config.get_config(), encoder, colour_npz)
+  colour.model.perceiver.patch_size = 8  # 16 tokens of 32x32 images: a quicker test.
   summary, report = train_embed_probe(colour, tmp_path / "colour")
   assert summary["test_bits_per_dim"] == pytest.approx(
       summary["test_reconstruction_loss"] / (32 * 32 * 3 * np.log(2)))

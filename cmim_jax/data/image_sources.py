@@ -310,6 +310,9 @@ def load_tfds(data: ml_collections.ConfigDict) -> ImageDataset:
   if not data.get("tfds_name"):
     raise ConfigError("data.name='tfds' needs data.tfds_name, e.g. "
                       "--config.data.tfds_name=cifar10.")
+  if not (data.get("train_split") and data.get("test_split")):
+    raise ConfigError("data.name='tfds' needs data.train_split and data.test_split, e.g. "
+                      "--config.data.test_split='train[90%:]' when the set has no test split.")
   named = {"train": data.train_split, "test": data.test_split, "val": data.get("val_split", "")}
   splits = {split: tfds_split(tfds, data.tfds_name, name, data.image_key, data.label_key,
                               data.get("data_dir"))
