@@ -18,9 +18,9 @@ import ml_collections
 
 from cmim_jax import models, objectives, tasks
 from cmim_jax import sharding as sharding_lib
-from cmim_jax.data import augment, download
+from cmim_jax.data import augment, download, image_sources
 from cmim_jax.errors import ConfigError
-from cmim_jax.models import sequence
+from cmim_jax.models import likelihoods, sequence
 from cmim_jax.tasks.molecules import MOLECULE_TASK_BUILDERS
 
 # Methods without a contrastive term; every other method compares each example with the others in
@@ -148,6 +148,8 @@ def _check_data(c: _Checker, method_name: Any, num_devices: int | None) -> None:
   elif data_name == "toy2d":
     c.check("data.num_points", _int_at_least(2), 1000, optional=True)
     c.check("data.distribution", _one_of(("uniform", "gaussian")), "uniform", optional=True)
+  elif data_name in image_sources.LOADERS:
+    _check_image_source(c, data_name)
   else:
     c.check("data.source", _one_of(("auto", "tfds")), "auto", optional=True)
   c.check("data.download_timeout", _positive_finite(), 30, optional=True)
@@ -160,6 +162,32 @@ def _check_data(c: _Checker, method_name: Any, num_devices: int | None) -> None:
   c.check("data.pipeline", _one_of(PIPELINES), "device", optional=True)
   c.check("data.reader_threads", _int_at_least(0), 2, optional=True)
   c.check("data.prefetch_batches", _int_at_least(0), 4, optional=True)
+
+
+def _check_image_source(c: _Checker, data_name: str) -> None:
+  """Fields of your own images (`cmim_jax.data.image_sources`)."""
+  if data_name == "tfds":
+    c.check("data.tfds_name", ((lambda v: isinstance(v, str) and v), "must name a TFDS data set"),
+            "cifar10")
+  elif not (isinstance(c.value("data.data_dir"), str) and c.value("data.data_dir")):
+    c.add("data.data_dir", f"must be the {'.npz archive' if data_name == 'npz' else 'folder'} "
+          "to read", "/path/to/" + ("images.npz" if data_name == "npz" else "images"))
+  c.check("data.image_size", _int_at_least(0), 28, optional=True)
+  c.check("data.channels", _one_of((0, 1, 3)), 1, optional=True)
+  c.check("data.test_fraction", ((lambda v: _is_number(v) and 0 < v < 1),
+                                 "must be a number in (0, 1)"), 0.2, optional=True)
+  c.check("data.val_fraction", ((lambda v: _is_number(v) and 0 <= v < 1),
+                                "must be a number in [0, 1)"), 0.1, optional=True)
+
+
+def _check_likelihood(c: _Checker) -> None:
+  name = c.value("model.likelihood")
+  if name is _MISSING or name == "auto":
+    return
+  if c.check("model.likelihood", _one_of(("auto", *likelihoods.PIXEL_LIKELIHOODS)), "auto"):
+    if likelihoods.PIXEL_LIKELIHOODS[name].discrete and c.value("data.binarize") is True:
+      c.add("model.likelihood", "scores 8-bit intensities, but data.binarize=True makes the "
+            "pixels 0 or 1; set --config.data.binarize=False or", "bernoulli")
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
@@ -185,6 +213,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
   c.check("loss.projection_dim", _int_at_least(1), 64, optional=True)
   _check_data(c, method_name, num_devices)
   _check_model(c, c.value("data.name") in _SEQUENCE_DATA)
+  _check_likelihood(c)
   c.check("train.num_steps", _int_at_least(1), 10000)
   c.check("train.learning_rate", _positive_finite(), 0.001)
   c.check("train.grad_clip_norm", _positive_finite(), 1000.0, optional=True)

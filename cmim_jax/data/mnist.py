@@ -98,21 +98,27 @@ SPECS = {
 
 @dataclasses.dataclass(frozen=True)
 class ImageDataset:
-  """A labelled image set held in host memory.
+  """An image set held in host memory (MNIST-like here; any size and channel count from
+  `cmim_jax.data.image_sources`).
 
   Attributes:
     train_images: uint8 [N_train, H, W, C].
-    train_labels: int32 [N_train].
+    train_labels: int32 [N_train] (or [N_train, L] multi-label; None: unlabelled).
     test_images: uint8 [N_test, H, W, C].
-    test_labels: int32 [N_test].
+    test_labels: int32 [N_test], like train_labels.
     source: which source served it, for logs and summaries.
+    val_images, val_labels: a validation split, when the source has one (else None).
+    input_rows: counts of the files read, kept and skipped per cause (empty when none skipped).
   """
 
   train_images: np.ndarray
-  train_labels: np.ndarray
+  train_labels: np.ndarray | None
   test_images: np.ndarray
-  test_labels: np.ndarray
+  test_labels: np.ndarray | None
   source: str
+  val_images: np.ndarray | None = None
+  val_labels: np.ndarray | None = None
+  input_rows: dict = dataclasses.field(default_factory=dict)
 
 
 def _content_sha256(gz_bytes: bytes) -> str:

@@ -119,8 +119,14 @@ def embed_arrays(trained: Trained, inputs: np.ndarray,
   """Embeds preprocessed inputs [N, ...]: {"mean": [N, D], "informative": [N, H]}.
 
   `informative` is left out when the method has no decoder. `batch_size` defaults to
-  `config.eval.batch_size`.
+  `config.eval.batch_size`. Inputs of another shape than the model was trained on are a DataError.
   """
+  expected = tuple(trained.task.example_input.shape[1:])
+  if tuple(np.shape(inputs)[1:]) != expected:
+    raise errors.DataError(
+        f"Inputs of shape {tuple(np.shape(inputs))} do not fit the model in this checkpoint, "
+        f"trained on inputs [N, {', '.join(map(str, expected))}]; resize or convert them first "
+        "(images: pixels in [0, 1], [N, H, W, C]).")
   batch_size = batch_size or trained.config.eval.batch_size
   outputs = compute.embed_inputs(trained.model, trained.params, inputs, trained.mesh, batch_size)
   return {k: outputs[k] for k in files.EMBEDDING_KEYS if k in outputs}

@@ -1,4 +1,5 @@
-"""Small convolutional Gaussian encoder and Bernoulli decoder for 28x28 images."""
+"""Small convolutional Gaussian encoder and decoder (Bernoulli or 8-bit pixels) for images of any
+size."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from cmim_jax.models.gaussian import gaussian_outputs
-from cmim_jax.models.likelihoods import bernoulli_log_likelihood
+from cmim_jax.models.likelihoods import PIXEL_LIKELIHOODS
 
 
 class GaussianConvEncoder(nn.Module):
@@ -37,27 +38,32 @@ class GaussianConvEncoder(nn.Module):
 
 
 class BernoulliConvDecoder(nn.Module):
-  """z [B, D] -> (logits [B, H, W, C], hidden [B, H/2 * W/2 * features[-1]]).
+  """z [B, D] -> (outputs [B, H, W, C*K], hidden [B, H'/2 * W'/2 * features[-1]]).
 
-  A dense layer to a (H/4, W/4) map, two stride-2 transposed convolutions; the second one is the
-  output layer, so `hidden` is the flattened (H/2, W/2) feature map that feeds it (float32).
-  Layers compute in `dtype`.
+  A dense layer to a (H'/4, W'/4) map, H' = H rounded up to a multiple of 4 (W' alike), two
+  stride-2 transposed convolutions, cropped to H x W; the second one is the output layer, so
+  `hidden` is the flattened (H'/2, W'/2) feature map that feeds it (float32). K is the pixel
+  likelihood's parameter count per channel (`likelihood`: Bernoulli logits by default; see
+  `cmim_jax.models.likelihoods`). Layers compute in `dtype`.
   """
 
   output_shape: Sequence[int]
   features: Sequence[int] = (64, 32)
   dtype: Any = jnp.float32
+  likelihood: str = "bernoulli"
 
-  log_likelihood = staticmethod(bernoulli_log_likelihood)
+  def log_likelihood(self, outputs: jax.Array, x: jax.Array) -> jax.Array:
+    """log p(x|z) [B] of images x [B, H, W, C] under the decoder outputs."""
+    return PIXEL_LIKELIHOODS[self.likelihood].log_prob(outputs, x)
 
   @nn.compact
   def __call__(self, z: jax.Array, x: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     del x  # Not autoregressive: the output depends on z alone.
     height, width, channels = self.output_shape
-    if height % 4 or width % 4:
-      raise ValueError(f"The conv decoder needs H and W divisible by 4, got {height}x{width}.")
-    h = nn.gelu(nn.Dense(height // 4 * width // 4 * self.features[0], dtype=self.dtype)(z))
-    h = h.reshape((z.shape[0], height // 4, width // 4, self.features[0]))
+    rows, cols = -(-height // 4), -(-width // 4)
+    h = nn.gelu(nn.Dense(rows * cols * self.features[0], dtype=self.dtype)(z))
+    h = h.reshape((z.shape[0], rows, cols, self.features[0]))
     h = nn.gelu(nn.ConvTranspose(self.features[1], (3, 3), strides=(2, 2), dtype=self.dtype)(h))
-    logits = nn.ConvTranspose(channels, (3, 3), strides=(2, 2), dtype=self.dtype, name="logits")(h)
-    return logits, h.reshape((z.shape[0], -1)).astype(jnp.float32)
+    outputs = nn.ConvTranspose(channels * PIXEL_LIKELIHOODS[self.likelihood].params_per_channel,
+                               (3, 3), strides=(2, 2), dtype=self.dtype, name="logits")(h)
+    return outputs[:, :height, :width], h.reshape((z.shape[0], -1)).astype(jnp.float32)

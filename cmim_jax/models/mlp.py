@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cmim_jax.models.gaussian import gaussian_outputs
-from cmim_jax.models.likelihoods import bernoulli_log_likelihood, gaussian_log_likelihood
+from cmim_jax.models.likelihoods import PIXEL_LIKELIHOODS, gaussian_log_likelihood
 
 
 def _gelu_stack(h: jax.Array, widths: Sequence[int], dtype: Any) -> jax.Array:
@@ -42,24 +42,31 @@ class GaussianMLPEncoder(nn.Module):
 
 
 class BernoulliMLPDecoder(nn.Module):
-  """z [B, D] -> (logits [B, *output_shape], hidden [B, hidden_sizes[-1]]).
+  """z [B, D] -> (outputs [B, *output_shape[:-1], C*K], hidden [B, hidden_sizes[-1]]).
 
-  `hidden` is the activation right before the output layer: the informative embedding (float32).
-  Layers compute in `dtype`; the likelihood is computed in float32.
+  K is the pixel likelihood's parameter count per channel (`likelihood`: Bernoulli logits, K = 1,
+  by default; see `cmim_jax.models.likelihoods`). `hidden` is the activation right before the
+  output layer: the informative embedding (float32). Layers compute in `dtype`; the likelihood is
+  computed in float32.
   """
 
   output_shape: Sequence[int]
   hidden_sizes: Sequence[int] = (512, 512)
   dtype: Any = jnp.float32
+  likelihood: str = "bernoulli"
 
-  log_likelihood = staticmethod(bernoulli_log_likelihood)
+  def log_likelihood(self, outputs: jax.Array, x: jax.Array) -> jax.Array:
+    """log p(x|z) [B] of inputs x [B, *output_shape] under the decoder outputs."""
+    return PIXEL_LIKELIHOODS[self.likelihood].log_prob(outputs, x)
 
   @nn.compact
   def __call__(self, z: jax.Array, x: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     del x  # Not autoregressive: the output depends on z alone.
     hidden = _gelu_stack(z, self.hidden_sizes, self.dtype)
-    logits = nn.Dense(int(np.prod(self.output_shape)), dtype=self.dtype, name="logits")(hidden)
-    return logits.reshape((z.shape[0], *self.output_shape)), hidden.astype(jnp.float32)
+    *pixels, channels = self.output_shape
+    shape = (*pixels, channels * PIXEL_LIKELIHOODS[self.likelihood].params_per_channel)
+    outputs = nn.Dense(int(np.prod(shape)), dtype=self.dtype, name="logits")(hidden)
+    return outputs.reshape((z.shape[0], *shape)), hidden.astype(jnp.float32)
 
 
 class GaussianMLPDecoder(nn.Module):

@@ -1,4 +1,4 @@
-"""Perceiver Gaussian encoder q(z|x) and Perceiver-style Bernoulli decoder p(x|z) for images.
+"""Perceiver Gaussian encoder q(z|x) and Perceiver-style pixel decoder p(x|z) for images.
 
 Images are cut into non-overlapping P x P patches; each patch is a token (a 28x28 image with P = 4
 gives N = 49 tokens). Shapes: B = batch, N = patches, C = width, K = latents, M = memory tokens.
@@ -20,21 +20,25 @@ import jax.numpy as jnp
 
 from cmim_jax.models.attention import CrossAttentionBlock, PerceiverCore, SelfAttentionBlock
 from cmim_jax.models.gaussian import gaussian_outputs
-from cmim_jax.models.likelihoods import bernoulli_log_likelihood
+from cmim_jax.errors import ConfigError
+from cmim_jax.models.likelihoods import PIXEL_LIKELIHOODS
 
 
-def _check_patch_size(image_shape: Sequence[int], patch_size: int) -> None:
+def check_patch_size(image_shape: Sequence[int], patch_size: int) -> None:
+  """A ConfigError unless `patch_size` divides the image height and width (image_shape[:2])."""
   height, width = image_shape[0], image_shape[1]
   if patch_size < 1 or height % patch_size or width % patch_size:
-    raise ValueError(
+    divisors = [p for p in range(1, min(height, width) + 1) if height % p == 0 and width % p == 0]
+    raise ConfigError(
         f"model.perceiver.patch_size={patch_size} must divide the image size {height}x{width}; "
-        "use a divisor of both (e.g. 4 or 7 for 28x28).")
+        f"use a divisor of both, one of {divisors} (e.g. "
+        f"--config.model.perceiver.patch_size={max(p for p in divisors if p <= 4)}).")
 
 
 def patchify(images: jax.Array, patch_size: int) -> jax.Array:
   """[B, H, W, C] -> [B, (H/P)*(W/P), P*P*C], patches in row-major order."""
   batch, height, width, channels = images.shape
-  _check_patch_size((height, width), patch_size)
+  check_patch_size((height, width), patch_size)
   rows, cols = height // patch_size, width // patch_size
   patches = images.reshape(batch, rows, patch_size, cols, patch_size, channels)
   return patches.transpose(0, 1, 3, 2, 4, 5).reshape(batch, rows * cols, -1)
@@ -83,7 +87,8 @@ class PerceiverImageEncoder(nn.Module):
 
 
 class PerceiverImageDecoder(nn.Module):
-  """z [B, D] -> (logits [B, H, W, C], hidden [B, N * width]).
+  """z [B, D] -> (outputs [B, H, W, C*K], hidden [B, N * width]); K: the pixel likelihood's
+  parameters per channel (1: Bernoulli logits, the default).
 
   `hidden` is the LayerNormed output-query state [B, N, width] that feeds the per-patch output
   layer, flattened patch by patch (row-major) to one vector per example: the informative
@@ -100,13 +105,17 @@ class PerceiverImageDecoder(nn.Module):
   mlp_ratio: int = 4
   dtype: Any = jnp.float32
 
-  log_likelihood = staticmethod(bernoulli_log_likelihood)
+  likelihood: str = "bernoulli"  # The pixel likelihood (`cmim_jax.models.likelihoods`).
+
+  def log_likelihood(self, outputs: jax.Array, x: jax.Array) -> jax.Array:
+    """log p(x|z) [B] of images x [B, H, W, C] under the decoder outputs."""
+    return PIXEL_LIKELIHOODS[self.likelihood].log_prob(outputs, x)
 
   @nn.compact
   def __call__(self, z: jax.Array, x: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     del x  # Not autoregressive: the output depends on z alone.
     height, width, channels = self.output_shape
-    _check_patch_size(self.output_shape, self.patch_size)
+    check_patch_size(self.output_shape, self.patch_size)
     num_patches = (height // self.patch_size) * (width // self.patch_size)
     batch = z.shape[0]
     memory = nn.Dense(self.num_memory_tokens * self.width, dtype=self.dtype, name="memory")(z)
@@ -117,7 +126,8 @@ class PerceiverImageDecoder(nn.Module):
     queries = jnp.broadcast_to(queries, (batch, num_patches, self.width)).astype(memory.dtype)
     hidden = CrossAttentionBlock(self.num_heads, self.mlp_ratio, self.dtype)(queries, memory)
     hidden = nn.LayerNorm(dtype=self.dtype)(hidden)
+    channels *= PIXEL_LIKELIHOODS[self.likelihood].params_per_channel
     patches = nn.Dense(self.patch_size * self.patch_size * channels, dtype=self.dtype,
                        name="logits")(hidden)
-    logits = unpatchify(patches, self.output_shape, self.patch_size)
+    logits = unpatchify(patches, (height, width, channels), self.patch_size)
     return logits, hidden.reshape(batch, -1).astype(jnp.float32)
