@@ -27,6 +27,7 @@ from cmim_jax import (checkpointing, config_validation, diagnostics, errors, met
                       objectives, tasks)
 from cmim_jax import sharding as sharding_lib
 from cmim_jax.data import batching, streaming
+from cmim_jax.generation import report as generation_report
 
 TrainState = train_state_lib.TrainState
 TrainStep = Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]
@@ -323,8 +324,9 @@ def _check_finite(loop: LoopState, checkpointer: checkpointing.Checkpointer, las
 
 
 def _evaluate(config: ml_collections.ConfigDict, task: tasks.Task, model, params,
-              mesh: Mesh) -> dict[str, Any]:
-  """The task's end-of-run metrics, or none when `eval.at_end` is False.
+              mesh: Mesh, workdir: pathlib.Path) -> dict[str, Any]:
+  """The task's end-of-run metrics and the generative ones (`generation.report`: likelihood
+  bound; pictures into `workdir`), or none when `eval.at_end` is False.
 
   In a multi-process job every process evaluates on its own devices (the evaluations read host
   arrays whole), with the same result; process 0 writes it.
@@ -337,6 +339,7 @@ def _evaluate(config: ml_collections.ConfigDict, task: tasks.Task, model, params
     mesh = sharding_lib.make_data_mesh(jax.local_devices())
     params = sharding_lib.local_copy(params, mesh)
   metrics = task.evaluate(model, params, mesh)
+  metrics.update(generation_report.end_of_run(config, task, model, params, mesh, workdir))
   logging.info("Evaluation took %.1f s.", time.perf_counter() - start)
   return metrics
 
@@ -440,7 +443,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   # Evaluation on the test set.
   summary = {"step": num_steps, "method": config.loss.method, "data_source": task.source,
-             **_evaluate(config, task, model, loop.train.params, mesh)}
+             **_evaluate(config, task, model, loop.train.params, mesh, workdir)}
   if last_diagnostics:  # At the last log step of this process (none when resumed at the end).
     summary["diagnostics"] = last_diagnostics
   if task.input_rows:

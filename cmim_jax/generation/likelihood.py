@@ -24,8 +24,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from cmim_jax import losses
-from cmim_jax import sharding as sharding_lib
 from cmim_jax.errors import ConfigError
+from cmim_jax.generation import batched
 
 LogLikelihoodGivenZ = Callable[[jax.Array, jax.Array], jax.Array]  # (z [B, D], x [B, ...]) -> [B]
 
@@ -100,25 +100,10 @@ def estimate(model, params, inputs: np.ndarray, mesh: Mesh, key: jax.Array, num_
              log_likelihood=None) -> dict[str, np.ndarray]:
   """L_K and the ELBO estimate of every row of `inputs` [N, ...]: {"bound": [N], "elbo": [N]}.
 
-  Batches of a multiple of the device count, sharded over `mesh` (the last one padded); batch i
-  draws its samples from `fold_in(key, i)`.
+  Batches sharded over `mesh`; batch i draws its samples from `fold_in(key, i)`.
   """
-  fn = jax.jit(model_bound_fn(model, num_samples, chunk_size, log_likelihood),
-               in_shardings=(sharding_lib.replicated(mesh), sharding_lib.batch_sharded(mesh),
-                             sharding_lib.replicated(mesh)),
-               out_shardings=sharding_lib.replicated(mesh))
-  num_devices = mesh.devices.size
-  batch_size = max(num_devices, batch_size // num_devices * num_devices)
-  rows = sharding_lib.batch_sharded(mesh)
-  chunks = []
-  for index, start in enumerate(range(0, len(inputs), batch_size)):
-    batch = np.asarray(inputs[start:start + batch_size])
-    valid = len(batch)
-    if valid < batch_size:
-      batch = np.concatenate([batch, np.repeat(batch[:1], batch_size - valid, axis=0)])
-    out = jax.device_get(fn(params, jax.device_put(batch, rows), jax.random.fold_in(key, index)))
-    chunks.append({k: np.asarray(v)[:valid] for k, v in out.items()})
-  return {k: np.concatenate([c[k] for c in chunks]) for k in ("bound", "elbo")}
+  fn = batched.keyed_jit(model_bound_fn(model, num_samples, chunk_size, log_likelihood), mesh)
+  return batched.run_keyed(fn, mesh, params, inputs, key, batch_size)
 
 
 def summarize(bound: np.ndarray, elbo: np.ndarray, dimensions: np.ndarray,
