@@ -46,6 +46,10 @@ _START_FILE = flags.DEFINE_string("start_smiles_file", None,
                                   "Start molecules from this .csv/.smi (column SMILES) instead.")
 _OUT = flags.DEFINE_string("out", None, "Output folder.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the start-set draw and the optimisers.")
+_NUM_MOLECULES = flags.DEFINE_integer("num_molecules", 0,
+                                      "Start molecules per benchmark; 0 = the preset's.")
+_BENCHMARKS = flags.DEFINE_list("benchmarks", None, "Benchmarks to run (default all): "
+                                + ", ".join(t.name for t in TASKS))
 flags.mark_flags_as_required(["workdirs", "out"])
 
 
@@ -91,7 +95,13 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv):
   del argv
-  preset = PRESETS[_PRESET.value]
+  preset = dict(PRESETS[_PRESET.value])
+  if _NUM_MOLECULES.value:
+    preset["num_molecules"] = _NUM_MOLECULES.value
+  tasks = [t for t in TASKS if _BENCHMARKS.value is None or t.name in _BENCHMARKS.value]
+  if not tasks:
+    raise ConfigError(f"--benchmarks={_BENCHMARKS.value} names none of "
+                      f"{[t.name for t in TASKS]}.")
   out = pathlib.Path(_OUT.value)
   out.mkdir(parents=True, exist_ok=True)
   rows, pool = [], None
@@ -107,7 +117,7 @@ def main(argv):
         if _DATA_DIR.value:
           data.data_dir = _DATA_DIR.value
         pool = molecules.read_smiles_file(molecules.moses_file("test", data)[0])
-    for task in TASKS:
+    for task in tasks:
       starts = start_molecules(pool, trained, preset, task, _SEED.value)
       for optimizer in OPTIMIZERS:
         start = time.perf_counter()

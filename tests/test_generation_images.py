@@ -24,7 +24,7 @@ def image_run(synthetic_mnist_dir, tmp_path_factory):
   return workdir, training.train_and_evaluate(config, workdir)
 
 
-def test_image_run_writes_pictures_and_the_bound(image_run):
+def test_image_run_writes_pictures_and_the_bound_and_the_entry_point_reads_it(image_run):
   workdir, summary = image_run
   for name in ("samples", "reconstructions", "interpolations"):
     path = workdir / f"{name}.png"
@@ -38,10 +38,7 @@ def test_image_run_writes_pictures_and_the_bound(image_run):
   assert summary["frechet_real_vs_real"] < summary["frechet_real_vs_noise"]
   assert len(list((workdir / "classifier_cache").glob("*.npz"))) == 1
   assert json.loads((workdir / "summary.json").read_text())["nll_bound"] == summary["nll_bound"]
-
-
-def test_likelihood_entry_point(image_run):
-  workdir, _ = image_run
+  # The entry point bounds the same checkpoint (one test: the run is trained once).
   result = subprocess.run(
       [sys.executable, "-m", "experiments.likelihood", f"--workdir={workdir}", "--num_samples=3",
        "--num_examples=16"], capture_output=True, text=True, check=False, timeout=300)

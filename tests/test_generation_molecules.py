@@ -72,15 +72,14 @@ def smiles_run(tmp_path_factory):
   return corpus, workdir, training.train_and_evaluate(config, workdir)
 
 
-def test_smiles_run_reports_the_bound_in_bits_per_token(smiles_run):
-  _, _, summary = smiles_run
+def test_smiles_run_bound_sampling_generation_and_optimization(smiles_run, tmp_path):
+  """One test over one tiny trained run (trained once whatever the number of test workers)."""
+  corpus, workdir, summary = smiles_run
   assert summary["likelihood_num_samples"] == 3 and summary["nll_bound"] > 0
   assert "pictures" not in summary
   assert summary["bits_per_dim_bound"] < summary["nll_bound"]  # Several tokens per molecule.
 
-
-def test_low_temperature_sampling_is_greedy(smiles_run):
-  _, workdir, _ = smiles_run
+  # Sampling at a temperature near 0 is greedy decoding; at a high one it is not.
   trained = embed.load_trained(workdir)
   z = np.asarray(jax.random.normal(jax.random.key(0), (16, 8)))
   length = trained.task.seq_length
@@ -92,19 +91,13 @@ def test_low_temperature_sampling_is_greedy(smiles_run):
   hot = sequence.sample_decode(trained.model, trained.params, z, length, jax.random.key(2), 50.0)
   assert not np.array_equal(np.asarray(hot), greedy)
 
-
-def test_generate_and_optimize_entry_points(smiles_run, tmp_path):
-  corpus, workdir, _ = smiles_run
-  result = subprocess.run(
-      [sys.executable, "-m", "experiments.generate", f"--workdir={workdir}", "--num_samples=16",
-       "--num_encoded=16", "--temperatures=0,1", "--radii=0,1"],
-      capture_output=True, text=True, check=False, timeout=300)
-  assert result.returncode == 0, result.stderr[-2000:]
-  report = json.loads((workdir / "generation.json").read_text())
+  report = molecule_sampling.molecule_report(trained, 16, [0.0, 1.0], [0.0, 1.0], num_encoded=16)
   assert set(report["prior"]) == {"temperature_0", "temperature_1"}
+  assert set(report["around_encodings"]) == {"radius_0", "radius_1"}
   for metrics in [*report["prior"].values(), *report["around_encodings"].values()]:
     assert 0.0 <= metrics["validity"] <= 1.0 and "novelty" in metrics
   assert 0.0 <= report["coverage"]["prior_coverage"] <= 1.0
+
   result = subprocess.run(
       [sys.executable, "-m", "experiments.optimize", f"--workdirs={workdir}", "--preset=smoke",
        f"--start_smiles_file={corpus}", f"--out={tmp_path}"],
@@ -117,4 +110,3 @@ def test_generate_and_optimize_entry_points(smiles_run, tmp_path):
     assert row["summary"]["num_molecules"] == 2 and row["oracle_calls_per_molecule"] == 8
     assert 0.0 <= row["summary"]["success_rate"] <= 1.0
   assert "| success rate" in (tmp_path / "optimize.md").read_text()
-

@@ -43,7 +43,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   mean_a, mean_b = a.mean(0), b.mean(0)
   cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-  root, _ = scipy.linalg.sqrtm(cov_a @ cov_b, disp=False)
+  root = scipy.linalg.sqrtm(cov_a @ cov_b)
   value = np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a + cov_b - 2.0 * np.real(root))
   return float(max(value, 0.0))
 
