@@ -63,10 +63,15 @@ def internal_diversity(smiles: Sequence[str], max_molecules: int = 2000, seed: i
   return 1.0 - total / pairs
 
 
+def canonical_set(corpus: Iterable[str]) -> set[str]:
+  """The canonical SMILES of the valid molecules of `corpus` (canonicalise a corpus once)."""
+  return {c for c in canonical_or_none(list(corpus)) if c is not None}
+
+
 def generation_metrics(smiles: Sequence[str], training_corpus: Iterable[str] | None = None,
                        diversity_molecules: int = 2000) -> dict[str, float]:
-  """Validity, uniqueness, novelty (with `training_corpus`, canonical SMILES or not) and internal
-  diversity of `smiles`. Rates over an empty denominator are 0 (diversity NaN)."""
+  """Validity, uniqueness, novelty (with `training_corpus`: SMILES, or a `canonical_set` of them)
+  and internal diversity of `smiles`. Rates over an empty denominator are 0 (diversity NaN)."""
   canonical = canonical_or_none(smiles)
   valid = [c for c in canonical if c is not None]
   unique = set(valid)
@@ -77,6 +82,7 @@ def generation_metrics(smiles: Sequence[str], training_corpus: Iterable[str] | N
       "internal_diversity": internal_diversity(sorted(unique), diversity_molecules),
   }
   if training_corpus is not None:
-    known = {c for c in canonical_or_none(list(training_corpus)) if c is not None}
+    known = (training_corpus if isinstance(training_corpus, set)
+             else canonical_set(training_corpus))
     metrics["novelty"] = len(unique - known) / len(unique) if unique else 0.0
   return metrics

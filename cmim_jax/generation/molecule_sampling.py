@@ -99,7 +99,8 @@ def molecule_report(trained, num_samples: int, temperatures: Sequence[float],
       {"params": params}, test_tokens, batch_size)
   mu, logvar = (np.asarray(a) for a in encoded)
   latent_dim = mu.shape[1]
-  corpus = list(task.train_smiles) if hasattr(task, "train_smiles") else None
+  corpus = (molecule_metrics.canonical_set(task.train_smiles) if hasattr(task, "train_smiles")
+            else None)
   sources = molecule_metrics.canonical_or_none(smiles_lib.decode_batch(task.vocab, test_tokens))
   prior_z = np.asarray(jax.random.normal(jax.random.fold_in(key, 0), (num_samples, latent_dim)))
   report = {"num_prior_samples": num_samples, "prior": {}, "around_encodings": {}}
