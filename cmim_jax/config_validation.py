@@ -226,6 +226,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
   c.check("eval.max_examples", _int_at_least(0), 0, optional=True)
   c.check("eval.num_molecules", _int_at_least(1), 500, optional=True)
   c.check("eval.num_prior_samples", _int_at_least(0), 500, optional=True)
+  c.check("eval.likelihood_samples", _int_at_least(0), 10, optional=True)
+  c.check("eval.likelihood_examples", _int_at_least(0), 1000, optional=True)
+  c.check("eval.likelihood_chunk", _int_at_least(0), 0, optional=True)
   if isinstance(c.value("augment"), ml_collections.ConfigDict):
     try:
       augment.AugmentConfig.from_config(config.augment)

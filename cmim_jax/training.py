@@ -31,6 +31,7 @@ from cmim_jax import (checkpointing, config_validation, diagnostics, errors, fil
 from cmim_jax import workdir as workdir_lib
 from cmim_jax import sharding as sharding_lib
 from cmim_jax.data import batching, streaming
+from cmim_jax.generation import report as generation_report
 
 TrainState = train_state_lib.TrainState
 TrainStep = Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]
@@ -377,8 +378,9 @@ def _write_pending_manifests(checkpointer: checkpointing.Checkpointer) -> None:
 
 
 def _evaluate(config: ml_collections.ConfigDict, task: tasks.Task, model, params,
-              mesh: Mesh) -> dict[str, Any]:
-  """The task's end-of-run metrics, or none when `eval.at_end` is False.
+              mesh: Mesh, workdir: pathlib.Path) -> dict[str, Any]:
+  """The task's end-of-run metrics and the generative ones (`generation.report`: likelihood
+  bound; pictures into `workdir`), or none when `eval.at_end` is False.
 
   In a multi-process job every process evaluates on its own devices (the evaluations read host
   arrays whole), with the same result; process 0 writes it.
@@ -391,6 +393,7 @@ def _evaluate(config: ml_collections.ConfigDict, task: tasks.Task, model, params
     mesh = sharding_lib.make_data_mesh(jax.local_devices())
     params = sharding_lib.local_copy(params, mesh)
   metrics = task.evaluate(model, params, mesh)
+  metrics.update(generation_report.end_of_run(config, task, model, params, mesh, workdir))
   logging.info("Evaluation took %.1f s.", time.perf_counter() - start)
   return metrics
 
@@ -538,7 +541,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
 
   # Evaluation on the test set.
   summary = {"step": num_steps, "method": config.loss.method, "data_source": task.source,
-             **_evaluate(config, task, model, loop.train.params, mesh)}
+             **_evaluate(config, task, model, loop.train.params, mesh, workdir)}
   if not last_diagnostics:  # Resumed at the end: those of the run that trained the last steps.
     last_diagnostics = _previous_diagnostics(workdir / "summary.json", num_steps)
   if last_diagnostics:  # At the last log step.

@@ -73,6 +73,9 @@ def make_tiny_config(data_dir: pathlib.Path):
   config.train.log_every_steps = 2
   config.checkpoint.every_steps = 3
   config.eval.batch_size = 64
+  config.eval.likelihood_samples = 2  # The generative evaluation kept cheap (tests of it turn
+  config.eval.pictures = False  # these back on).
+  config.eval.frechet = False
   return config
 
 

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pytest
 
-from cmim_jax import checkpointing, embed, errors, losses, metric_writers, training
+from cmim_jax import checkpointing, embedding, errors, losses, metric_writers, training
 from cmim_jax import workdir as workdir_lib
 from cmim_jax.data import download
 from cmim_jax.probes import partial
@@ -115,7 +115,7 @@ def test_a_reader_of_a_read_only_run_with_a_damaged_step_uses_the_previous_one(r
   for path in [workdir, *workdir.rglob("*")]:
     path.chmod(path.stat().st_mode & ~0o222)
   try:
-    trained = embed.load_trained(workdir)
+    trained = embedding.load_trained(workdir)
   finally:
     for path in [workdir, *workdir.rglob("*")]:
       path.chmod(path.stat().st_mode | 0o200)
@@ -128,7 +128,7 @@ def test_a_reader_finding_no_good_step_says_they_were_left_in_place(run_copy):
   for step in ("3", "6"):
     _extra_file(workdir / "checkpoints" / step)
   with pytest.raises(errors.CheckpointError, match=r"\(steps \[3, 6\]\) .*left in place"):
-    embed.load_trained(workdir)
+    embedding.load_trained(workdir)
   assert not (workdir / "checkpoints.damaged").exists()
 
 

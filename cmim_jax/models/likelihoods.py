@@ -100,6 +100,23 @@ def categorical_log_likelihood(outputs: jax.Array, x: jax.Array) -> jax.Array:
   return jnp.sum(picked.reshape((x.shape[0], -1)), axis=-1)
 
 
+def bernoulli_mean(logits: jax.Array) -> jax.Array:
+  """Mean image [B, H, W, C] in [0, 1] of Bernoulli pixels with `logits` [B, H, W, C]."""
+  return jax.nn.sigmoid(logits.astype(jnp.float32))
+
+
+def discretized_logistic_mean(outputs: jax.Array) -> jax.Array:
+  """Image [B, H, W, C] in [0, 1] at the logistics' locations; outputs [B, H, W, 2C]."""
+  params = outputs.astype(jnp.float32).reshape((*outputs.shape[:-1], -1, 2))
+  return (jnp.clip(params[..., 0], -1.0, 1.0) + 1.0) / 2.0
+
+
+def categorical_mean(outputs: jax.Array) -> jax.Array:
+  """Expected intensity / 255 [B, H, W, C] of 256-way softmaxes; outputs [B, H, W, 256C]."""
+  logits = outputs.astype(jnp.float32).reshape((*outputs.shape[:-1], -1, NUM_INTENSITIES))
+  return jax.nn.softmax(logits, axis=-1) @ (jnp.arange(NUM_INTENSITIES) / 255.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class PixelLikelihood:
   """A decoder likelihood for images.
@@ -108,6 +125,7 @@ class PixelLikelihood:
     name: the `model.likelihood` value.
     params_per_channel: K, the decoder outputs per image channel.
     log_prob: (outputs [B, H, W, C*K], x [B, H, W, C] in [0, 1]) -> log p(x|z) [B], nats.
+    mean: outputs [B, H, W, C*K] -> the image they describe [B, H, W, C] in [0, 1] (for pictures).
     discrete: whether it is a distribution over 8-bit intensities (then bits per dimension are
       comparable across models); Bernoulli scores binarised pixels.
   """
@@ -116,14 +134,16 @@ class PixelLikelihood:
   params_per_channel: int
   log_prob: Callable[[jax.Array, jax.Array], jax.Array]
   discrete: bool
+  mean: Callable[[jax.Array], jax.Array]
 
 
 PIXEL_LIKELIHOODS = {
-    "bernoulli": PixelLikelihood("bernoulli", 1, bernoulli_log_likelihood, False),
+    "bernoulli": PixelLikelihood("bernoulli", 1, bernoulli_log_likelihood, False, bernoulli_mean),
     "discretized_logistic": PixelLikelihood("discretized_logistic", 2,
-                                            discretized_logistic_log_likelihood, True),
+                                            discretized_logistic_log_likelihood, True,
+                                            discretized_logistic_mean),
     "categorical": PixelLikelihood("categorical", NUM_INTENSITIES, categorical_log_likelihood,
-                                   True),
+                                   True, categorical_mean),
 }
 
 

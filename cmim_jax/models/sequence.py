@@ -146,6 +146,19 @@ def greedy_decode(model: AutoEncoder, params, z: jax.Array, length: int) -> jax.
   and the loop stops early once every sequence is done. Each step reruns the decoder on the
   sequence so far (no key/value cache: simple, and cheap at SMILES lengths). jit-compatible.
   """
+  return _decode(model, params, z, length, lambda logits, step: jnp.argmax(logits, -1))
+
+
+def sample_decode(model: AutoEncoder, params, z: jax.Array, length: int, key: jax.Array,
+                  temperature: float = 1.0) -> jax.Array:
+  """Like `greedy_decode`, but each token drawn from softmax(logits / temperature)."""
+  def pick(logits, step):
+    return jax.random.categorical(jax.random.fold_in(key, step), logits / temperature, axis=-1)
+  return _decode(model, params, z, length, pick)
+
+
+def _decode(model: AutoEncoder, params, z: jax.Array, length: int, pick) -> jax.Array:
+  """The decoding loop: `pick(logits [B, V], step) -> [B]` chooses each next token."""
   batch = z.shape[0]
   tokens = jnp.full((batch, length), PAD_ID, jnp.int32).at[:, 0].set(BOS_ID)
 
@@ -156,7 +169,7 @@ def greedy_decode(model: AutoEncoder, params, z: jax.Array, length: int) -> jax.
   def step_fn(carry):
     step, tokens, done = carry
     logits, _ = model.apply({"params": params}, z, tokens, method="decode")
-    next_token = jnp.argmax(jax.lax.dynamic_index_in_dim(logits, step, 1, keepdims=False), -1)
+    next_token = pick(jax.lax.dynamic_index_in_dim(logits, step, 1, keepdims=False), step)
     next_token = jnp.where(done, PAD_ID, next_token).astype(jnp.int32)
     tokens = jax.lax.dynamic_update_index_in_dim(tokens, next_token, step + 1, 1)
     return step + 1, tokens, done | (next_token == EOS_ID)

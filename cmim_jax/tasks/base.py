@@ -61,6 +61,16 @@ class Task(abc.ABC):
           "augmented views this loss.method needs; choose a method without views (e.g. cmim).")
     return ()
 
+  def likelihood_inputs(self, split: str) -> np.ndarray:
+    """Model inputs [N, ...] of `split` that the likelihood bound scores (`cmim_jax.generation`);
+    by default those of `embedding_inputs`."""
+    return self.embedding_inputs(split)[0]
+
+  def likelihood_dimensions(self, inputs: np.ndarray) -> np.ndarray:
+    """int [N]: the dimensions of each row of `inputs`, for bits per dimension; by default the
+    number of elements of a row."""
+    return np.full((len(inputs),), int(np.prod(inputs.shape[1:])), np.int64)
+
   @abc.abstractmethod
   def evaluate(self, model, params, mesh: Mesh) -> dict[str, float]:
     """End-of-run metrics on held-out data (written to summary.json)."""

@@ -139,6 +139,14 @@ class ImageTask(Task):
           [np.full(len(part), code, np.int8) for part, code in zip(images, codes)])
     return np.concatenate(images).astype(np.float32) / 255.0, annotations
 
+  def likelihood_inputs(self, split: str) -> np.ndarray:
+    """`embedding_inputs`'s pixels, binarised once with a fixed seed (Bernoulli(intensity)) when
+    the model trains on binarised pixels: the Bernoulli likelihood is then a proper one."""
+    pixels = self.embedding_inputs(split)[0]
+    if not self._binarize:
+      return pixels
+    return (np.random.default_rng(0).random(pixels.shape) < pixels).astype(np.float32)
+
   def evaluate(self, model, params, mesh: Mesh) -> dict[str, float]:
     """Test reconstruction loss -log p(x|z=mu) (nats/image, pixels in [0, 1] as targets; absent
     for encoder-only models; with an 8-bit likelihood also in bits per dimension) and the KNN

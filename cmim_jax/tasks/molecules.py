@@ -83,6 +83,10 @@ class _SmilesTaskBase(Task):
     del key  # Token sequences are used as they are.
     return batch["tokens"]
 
+  def likelihood_dimensions(self, inputs: np.ndarray) -> np.ndarray:
+    """The scored tokens of each sequence (those after BOS, EOS included): bits per token."""
+    return np.sum(np.asarray(inputs)[:, 1:] != smiles_lib.PAD_ID, axis=1)
+
   def generation_metrics(self, model, params, mesh: Mesh, tokens: np.ndarray) -> dict[str, float]:
     """Greedy reconstructions of `tokens` from z = mu and decodes of prior samples z ~ N(0, I)."""
     batch_size = self._eval_config.batch_size

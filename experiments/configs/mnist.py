@@ -127,6 +127,16 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.eval.knn_k = 5
   config.eval.at_end = True  # False: no end-of-run evaluation (summary.json has no metrics).
   config.eval.max_examples = 0  # > 0: evaluate on the first N train and N test images only.
+  # Generative evaluation (cmim_jax/generation/report.py, docs/generation.md): the K-sample
+  # importance-weighted bound on log p(x) of the first N binarised test images (K = 0: off), the
+  # PNGs of prior samples, reconstructions and interpolations in the workdir, and the Frechet
+  # distance of prior samples in a small cached classifier's feature space (a proxy).
+  config.eval.likelihood_samples = 10
+  config.eval.likelihood_examples = 1000
+  config.eval.likelihood_chunk = 0  # Samples per chunk; 0 = min(K, 64).
+  config.eval.pictures = True
+  config.eval.frechet = True
+  config.eval.frechet_cache_dir = ""  # "" = frechet_classifier/ in the data cache folder.
 
   # True: join a multi-process job (one process per host or GPU) described by the launcher's
   # environment (cmim_jax/distributed.py; README "Multi-process runs").

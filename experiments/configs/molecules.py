@@ -110,6 +110,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.eval.num_molecules = 500  # Held-out molecules reconstructed greedily.
   config.eval.num_prior_samples = 500  # z ~ N(0, I) decoded for validity / uniqueness.
   config.eval.at_end = True  # False: no end-of-run evaluation (summary.json has no metrics).
+  # The K-sample importance-weighted bound on log p(x) of the first N held-out molecules (K = 0:
+  # off; cmim_jax/generation/likelihood.py), in nats per molecule and bits per token.
+  config.eval.likelihood_samples = 10
+  config.eval.likelihood_examples = 500
+  config.eval.likelihood_chunk = 0  # Samples per chunk; 0 = min(K, 64).
 
   # True: join a multi-process job (one process per host or GPU) described by the launcher's
   # environment (cmim_jax/distributed.py; README "Multi-process runs").

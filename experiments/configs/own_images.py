@@ -24,4 +24,7 @@ def get_config(name: str, arg: str = "") -> ml_collections.ConfigDict:
   # "auto" follows the data: Bernoulli when data.binarize, else "discretized_logistic"; or
   # "categorical" (a 256-way softmax per pixel channel; small images), or "bernoulli".
   config.model.likelihood = "auto"
+  # The Frechet proxy's classifier is for MNIST-like data (10 labelled classes, docs/generation.md);
+  # your own images get the pictures and the likelihood bound.
+  config.eval.frechet = False
   return config
