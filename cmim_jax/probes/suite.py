@@ -30,7 +30,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR, LinearSVC
 
-from cmim_jax.errors import DataError
+from cmim_jax.errors import ConfigError, DataError
 from cmim_jax.probes import linear
 
 CLASSIFICATION = "classification"
@@ -153,7 +153,7 @@ def select_probes(kind: str, names: Sequence[str] | None = None) -> tuple[Probe,
     return tuple(probe for probe in available.values() if probe.default)
   unknown = [name for name in names if name not in available]
   if unknown:
-    raise ValueError(f"Unknown {kind} probe(s) {unknown}; choose from {sorted(available)}.")
+    raise ConfigError(f"Unknown {kind} probe(s) {unknown}; choose from {sorted(available)}.")
   return tuple(available[name] for name in names)
 
 

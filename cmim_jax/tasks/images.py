@@ -11,6 +11,7 @@ from jax.sharding import Mesh
 from cmim_jax import embeddings, models
 from cmim_jax.data import augment as augment_lib
 from cmim_jax.data import mnist
+from cmim_jax.errors import ConfigError
 from cmim_jax.tasks.base import Task
 
 IMAGE_DATASETS = tuple(mnist.SPECS)
@@ -74,7 +75,7 @@ class ImageTask(Task):
   def embedding_inputs(self, split: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Pixels in [0, 1] (not binarised) [N, H, W, C] and {"labels": [N]}."""
     if split not in self.embedding_splits:
-      raise ValueError(f"Unknown split {split!r}; choose from {self.embedding_splits}.")
+      raise ConfigError(f"Unknown split {split!r}; choose from {self.embedding_splits}.")
     images, labels = ((self.dataset.train_images, self.dataset.train_labels) if split == "train"
                       else (self.dataset.test_images, self.dataset.test_labels))
     return images.astype(np.float32) / 255.0, {"labels": labels}
