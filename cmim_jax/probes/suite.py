@@ -146,7 +146,7 @@ PROBES = {CLASSIFICATION: CLASSIFICATION_PROBES, REGRESSION: REGRESSION_PROBES}
 
 
 def select_probes(kind: str, names: Sequence[str] | None = None) -> tuple[Probe, ...]:
-  """The probes of `kind` named, or the default ones; a ValueError naming the valid ones for an
+  """The probes of `kind` named, or the default ones; a ConfigError naming the valid ones for an
   unknown name."""
   available = {probe.name: probe for probe in PROBES[kind]}
   if not names:
