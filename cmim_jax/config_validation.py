@@ -29,6 +29,9 @@ NON_CONTRASTIVE_METHODS = ("mim", "vae")
 _SEQUENCE_DATA = tuple(MOLECULE_TASK_BUILDERS)
 # Input pipelines (`data.pipeline`): device-resident batching, or per-host streaming with Grain.
 PIPELINES = ("device", "stream")
+# The largest seed: JAX keys (without x64) keep 32 bits, so larger seeds would silently collide,
+# and the tasks derive seed + 1.
+MAX_SEED = 2**31 - 1
 
 
 def _is_int(value) -> bool:
@@ -199,7 +202,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
       that check.
   """
   c = _Checker(config)
-  c.check("seed", (_is_int, "must be an integer"), 0)
+  c.check("seed", (lambda v: _is_int(v) and 0 <= v <= MAX_SEED,
+                   f"must be an integer in [0, {MAX_SEED}]"), 0)
   method_name = c.value("loss.method")
   c.check("loss.method", _one_of(objectives.METHODS), "cmim")
   c.check("loss.temperature", _positive_finite(), 0.1)

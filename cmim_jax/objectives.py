@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from cmim_jax import losses, sharding
+from cmim_jax import errors, losses, sharding
 from cmim_jax.models import AutoEncoder, ProjectionHead, reparameterize
 
 LossAndTerms = tuple[jax.Array, dict[str, jax.Array]]
@@ -100,7 +100,7 @@ def register(method: Method) -> Method:
 def get_method(name: str) -> Method:
   """The registered method `name`; a ValueError listing the valid names otherwise."""
   if name not in METHODS:
-    raise ValueError(f"Unknown loss.method {name!r}; choose one of {sorted(METHODS)}.")
+    raise errors.ConfigError(f"Unknown loss.method {name!r}; choose one of {sorted(METHODS)}.")
   return METHODS[name]
 
 
@@ -118,13 +118,16 @@ def contrastive_options(cfg: ml_collections.ConfigDict) -> tuple[str, str]:
   anchor = cfg.get("contrastive_anchor", "mu")
   positive = cfg.get("contrastive_positive", "z")
   if anchor not in ANCHORS:
-    raise ValueError(f"loss.contrastive_anchor must be one of {ANCHORS}, got {anchor!r}.")
+    raise errors.ConfigError(
+        f"loss.contrastive_anchor must be one of {ANCHORS}, got {anchor!r}.")
   if positive not in POSITIVES:
-    raise ValueError(f"loss.contrastive_positive must be one of {POSITIVES}, got {positive!r}.")
+    raise errors.ConfigError(
+        f"loss.contrastive_positive must be one of {POSITIVES}, got {positive!r}.")
   if anchor == "z" and positive == "z":
-    raise ValueError("loss.contrastive_anchor='z' with loss.contrastive_positive='z' compares each "
-                     "sample with itself (s_ii = 1/temperature, no gradient); set "
-                     "loss.contrastive_positive='second_sample'.")
+    raise errors.ConfigError(
+        "loss.contrastive_anchor='z' with loss.contrastive_positive='z' compares each sample "
+        "with itself (s_ii = 1/temperature, no gradient); set "
+        "loss.contrastive_positive='second_sample'.")
   return anchor, positive
 
 

@@ -26,6 +26,8 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", None,
                                    "Examples per jitted call; default: config.eval.batch_size.")
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Output folder; default: WORKDIR/embeddings.")
 flags.mark_flags_as_required(["workdir"])
+flags.register_validator("batch_size", lambda value: value is None or value >= 1,
+                         "--batch_size must be >= 1 (or left out for config.eval.batch_size).")
 
 
 def main(argv):

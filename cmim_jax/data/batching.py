@@ -20,15 +20,16 @@ import numpy as np
 from jax.sharding import Mesh
 
 from cmim_jax import sharding as sharding_lib
+from cmim_jax.errors import ConfigError
 
 Arrays = dict[str, jax.Array]
 
 
 def check_batch_fits(batch_size: int, num_examples: int) -> None:
-  """Raises a ValueError unless one batch of `batch_size` fits in `num_examples` rows."""
+  """Raises a ConfigError unless one batch of `batch_size` fits in `num_examples` rows."""
   if batch_size > num_examples:
-    raise ValueError(f"data.batch_size={batch_size} exceeds the {num_examples} training "
-                     "examples; lower data.batch_size.")
+    raise ConfigError(f"data.batch_size={batch_size} exceeds the {num_examples} training "
+                      "examples; lower data.batch_size.")
 
 
 class DeviceBatcher:

@@ -21,8 +21,9 @@ import numpy as np
 from absl import logging
 
 from cmim_jax.data import download as download_lib
+from cmim_jax.data import labels as labels_lib
 from cmim_jax.data.idx import IdxFormatError, read_idx
-from cmim_jax.errors import DataUnavailableError, MissingInputError
+from cmim_jax.errors import ConfigError, DataUnavailableError, MissingInputError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +40,7 @@ class IdxDatasetSpec:
   content_sha256: dict[str, str]  # file name -> SHA-256 of its decompressed content
   tfds_name: str
   archive_sha256: dict[str, str] = dataclasses.field(default_factory=dict)  # of the .gz bytes
+  num_classes: int = 10  # Labels must lie in 0..num_classes-1.
 
   def __post_init__(self):
     unverifiable = [f for split in ("train", "test") for f in self.files(split)
@@ -137,7 +139,9 @@ def _read_split(folder: pathlib.Path, spec: IdxDatasetSpec, split: str):
     raise IdxFormatError(
         f"{folder / labels_file}: {labels.shape[0] if labels.ndim else 0} labels for "
         f"{images.shape[0]} images in {images_file}; the two files do not belong together.")
-  return images[..., None], labels.astype(np.int32)
+  labels = labels_lib.class_labels(labels, str(folder / labels_file), spec.num_classes,
+                                   min_classes=2 if split == "train" else 0)
+  return images[..., None], labels
 
 
 def read_idx_folder(folder: str | pathlib.Path, spec: IdxDatasetSpec, source: str) -> ImageDataset:
@@ -151,6 +155,11 @@ def read_idx_folder(folder: str | pathlib.Path, spec: IdxDatasetSpec, source: st
         f"({', '.join(spec.files('train') + spec.files('test'))}).")
   train_images, train_labels = _read_split(folder, spec, "train")
   test_images, test_labels = _read_split(folder, spec, "test")
+  if train_images.shape[1:] != test_images.shape[1:]:
+    raise IdxFormatError(
+        f"{folder / spec.files('test')[0]} holds images of {test_images.shape[1:3]} pixels but "
+        f"{folder / spec.files('train')[0]} of {train_images.shape[1:3]}; train and test images "
+        "must have one size.")
   return ImageDataset(train_images, train_labels, test_images, test_labels, source)
 
 
@@ -218,10 +227,10 @@ def _tfds_installed() -> bool:
 def load_image_dataset(data_config: ml_collections.ConfigDict) -> ImageDataset:
   """Loads `data_config.name` from the first source that has it (see the module docstring)."""
   if data_config.name not in SPECS:
-    raise ValueError(f"Unknown data.name {data_config.name!r}; choose one of {sorted(SPECS)}.")
+    raise ConfigError(f"Unknown data.name {data_config.name!r}; choose one of {sorted(SPECS)}.")
   spec = SPECS[data_config.name]
   if data_config.source not in ("auto", "tfds"):
-    raise ValueError(f"data.source must be 'auto' or 'tfds', got {data_config.source!r}.")
+    raise ConfigError(f"data.source must be 'auto' or 'tfds', got {data_config.source!r}.")
 
   if data_config.source == "tfds":
     dataset = _load_tfds(spec)

@@ -33,7 +33,7 @@ from absl import logging
 
 from cmim_jax.data import download as download_lib
 from cmim_jax.data import smiles as smiles_lib
-from cmim_jax.errors import DataError, DataUnavailableError, MissingInputError
+from cmim_jax.errors import ConfigError, DataError, DataUnavailableError, MissingInputError
 
 SPLIT_TRAIN, SPLIT_VALID, SPLIT_TEST = 0, 1, 2
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -145,13 +145,23 @@ def iter_smiles_file(path: str | pathlib.Path, smiles_column: str = "SMILES",
   kind = _file_kind(path)
   lines = _text_lines(path, skipped)
   if kind == "csv":
-    reader = csv.reader(lines)
+    reader = _csv_reader(lines)
     header = next(reader, None)
     if header is None:
       raise DataError(f"{path} is empty; it needs a header line naming the {smiles_column!r} "
                       "column and one SMILES per row.")
     return _csv_smiles(reader, _find_column(header, smiles_column, path), skipped)
   return _smi_smiles(lines, smiles_column)
+
+
+# csv's default field limit (128 KiB) would stop the whole file at one very long SMILES (a
+# polymer); such a row is read and then dropped as too long (counted by `filter_smiles`).
+_CSV_FIELD_LIMIT = 2**28
+
+
+def _csv_reader(lines):
+  csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
+  return csv.reader(lines)
 
 
 def _csv_smiles(reader, column: int, skipped: collections.Counter | None) -> Iterator[str]:
@@ -329,8 +339,8 @@ def load_corpus(data_config: ml_collections.ConfigDict, seed: int) -> Corpus:
       train = train[:data_config.max_train_molecules]
     return Corpus(train, smiles[:num_test], f"file:{path}", dict(skipped))
   if data_config.corpus != "moses":
-    raise ValueError(f"Unknown data.corpus {data_config.corpus!r}; use 'moses', or set "
-                     "data.corpus_path to a .csv/.csv.gz/.smi file.")
+    raise ConfigError(f"Unknown data.corpus {data_config.corpus!r}; use 'moses', or set "
+                      "data.corpus_path to a .csv/.csv.gz/.smi file.")
   train_path, source = moses_file("train", data_config)
   test_path, _ = moses_file("test", data_config)
   train = subsample(read_smiles_file(train_path, "SMILES", skipped),
@@ -403,7 +413,7 @@ def read_regression_csv(path: str | pathlib.Path, smiles_column: str = "smiles",
   path = pathlib.Path(path)
   if not path.is_file():
     raise MissingInputError(f"No CSV at {path}.")
-  reader = csv.reader(_text_lines(path))
+  reader = _csv_reader(_text_lines(path))
   header = next(reader, None)
   if header is None:
     raise DataError(f"{path} is empty; it needs a header line and one molecule per row.")
@@ -491,8 +501,8 @@ def load_regression_set(data_config: ml_collections.ConfigDict) -> RegressionSet
   name = data_config.name
   if name == "smiles_csv":
     if not data_config.get("csv_path"):
-      raise ValueError("data.name='smiles_csv' needs data.csv_path (a CSV with a SMILES column "
-                       "and a numeric target column).")
+      raise ConfigError("data.name='smiles_csv' needs data.csv_path (a CSV with a SMILES column "
+                        "and a numeric target column).")
     path = pathlib.Path(data_config.csv_path)
     smiles, targets = read_regression_csv(path, data_config.get("csv_smiles_column", "smiles"),
                                           data_config.get("target_column", ""))
@@ -501,7 +511,7 @@ def load_regression_set(data_config: ml_collections.ConfigDict) -> RegressionSet
     path, layout, source = _moleculenet_file(MOLECULENET[name], data_config)
     smiles, targets = read_regression_csv(path, layout.smiles_column, layout.target_column)
   else:
-    raise ValueError(f"Unknown regression set {name!r}; choose one of {REGRESSION_DATASETS}.")
+    raise ConfigError(f"Unknown regression set {name!r}; choose one of {REGRESSION_DATASETS}.")
   smiles, targets = _drop_invalid(smiles, targets, f"{name} ({path})")
   logging.info("Regression set %s served by %s: %d molecules.", name, source, len(smiles))
   return RegressionSet(smiles, targets, source)
@@ -513,8 +523,8 @@ def load_regression_set(data_config: ml_collections.ConfigDict) -> RegressionSet
 
 def _split_sizes(n: int, fractions: Sequence[float]) -> tuple[int, int]:
   if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
-    raise ValueError(f"Split fractions must be 3 non-negative numbers summing to 1, got "
-                     f"{fractions}.")
+    raise ConfigError(f"Split fractions must be 3 non-negative numbers summing to 1, got "
+                      f"{fractions}.")
   num_train = int(round(fractions[0] * n))
   return num_train, int(round((fractions[0] + fractions[1]) * n))
 
@@ -535,7 +545,7 @@ def murcko_scaffold(smiles: str) -> str:
   with _quiet_rdkit():
     mol = _rdkit_chem().MolFromSmiles(smiles)
   if mol is None:
-    raise ValueError(f"RDKit cannot parse {smiles!r}; drop it before the scaffold split.")
+    raise DataError(f"RDKit cannot parse {smiles!r}; drop it before the scaffold split.")
   return MurckoScaffold.MurckoScaffoldSmiles(mol=mol, includeChirality=False)
 
 
@@ -562,17 +572,35 @@ def scaffold_split(smiles: Sequence[str],
   return split
 
 
+def first_occurrences(smiles: Sequence[str]) -> np.ndarray:
+  """int [N]: for each row, the first row with the same canonical SMILES (itself if none)."""
+  first: dict[str, int] = {}
+  return np.array([first.setdefault(canonicalize(s) or s, row) for row, s in enumerate(smiles)],
+                  np.int64)
+
+
 def split_annotations(smiles: Sequence[str], num_random_splits: int = 3) -> dict[str, np.ndarray]:
-  """{"split_random0": ..., "split_random<k>": ..., "split_scaffold": ...}, each int8 [N]."""
+  """{"split_random0": ..., "split_random<k>": ..., "split_scaffold": ...}, each int8 [N].
+
+  A row that repeats a molecule (same canonical SMILES) is kept in the split of the molecule's
+  first row, so no molecule is in both train and test; the count is logged. A set without
+  repeats gets the same splits as before this rule.
+  """
   out = {f"split_random{seed}": random_split(len(smiles), seed)
          for seed in range(num_random_splits)}
   out["split_scaffold"] = scaffold_split(smiles)
-  return out
+  first = first_occurrences(smiles)
+  repeats = int(np.sum(first != np.arange(len(smiles))))
+  if repeats:
+    logging.warning("%d rows repeat a molecule (same canonical SMILES) of %d molecules; each is "
+                    "kept in the split of the molecule's first row.", repeats,
+                    len(np.unique(first[first != np.arange(len(smiles))])))
+  return {name: split[first] for name, split in out.items()}
 
 
 __all__ = [
     "Corpus", "CsvLayout", "DataUnavailableError", "FilterCounts", "MOLECULENET", "MOSES_SHA256",
-    "RegressionSet", "canonicalize", "filter_smiles", "is_valid_smiles", "load_corpus",
-    "load_regression_set", "moses_file", "murcko_scaffold", "random_split", "read_regression_csv",
-    "read_smiles_file", "scaffold_split", "split_annotations",
+    "RegressionSet", "canonicalize", "filter_smiles", "first_occurrences", "is_valid_smiles",
+    "load_corpus", "load_regression_set", "moses_file", "murcko_scaffold", "random_split",
+    "read_regression_csv", "read_smiles_file", "scaffold_split", "split_annotations",
 ]

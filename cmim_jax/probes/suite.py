@@ -30,7 +30,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR, LinearSVC
 
-from cmim_jax.errors import DataError
+from cmim_jax.errors import ConfigError, DataError
 from cmim_jax.probes import linear
 
 CLASSIFICATION = "classification"
@@ -147,14 +147,14 @@ PROBES = {CLASSIFICATION: CLASSIFICATION_PROBES, REGRESSION: REGRESSION_PROBES}
 
 
 def select_probes(kind: str, names: Sequence[str] | None = None) -> tuple[Probe, ...]:
-  """The probes of `kind` named, or the default ones; a ValueError naming the valid ones for an
+  """The probes of `kind` named, or the default ones; a ConfigError naming the valid ones for an
   unknown name."""
   available = {probe.name: probe for probe in PROBES[kind]}
   if not names:
     return tuple(probe for probe in available.values() if probe.default)
   unknown = [name for name in names if name not in available]
   if unknown:
-    raise ValueError(f"Unknown {kind} probe(s) {unknown}; choose from {sorted(available)}.")
+    raise ConfigError(f"Unknown {kind} probe(s) {unknown}; choose from {sorted(available)}.")
   return tuple(available[name] for name in names)
 
 

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from absl import logging
 
 from cmim_jax.embedding import files as embedding_files
-from cmim_jax.errors import MissingInputError
+from cmim_jax.errors import ConfigError, DataError, MissingInputError
 from cmim_jax.probes import compare as compare_lib
 from cmim_jax.probes import evaluate, geometry, partial, report
 
@@ -104,8 +104,30 @@ def _run_geometry(run_dir: pathlib.Path, max_points: int) -> dict[str, Any] | No
   return None
 
 
+def different_data(reports: dict[str, Any]) -> str:
+  """'' when every run's probe report records the same data (each split's row count and SHA-256,
+  see `evaluate.data_provenance`); else which runs differ and their data sources. Runs probed
+  before the checksums were recorded are not compared on them (a warning says so)."""
+  recorded = {name: r["info"].get("data") for name, r in reports.items()}
+  unverified = [name for name, data in recorded.items()
+                if not data or not all(s.get("sha256") for s in data["splits"].values())]
+  if unverified:
+    logging.warning("Runs %s record no data checksums (probed before they were recorded); "
+                    "re-embed and re-probe them to check that every run used the same data.",
+                    unverified)
+  identities = {name: {split: (s["rows"], s["sha256"]) for split, s in data["splits"].items()}
+                for name, data in recorded.items() if name not in unverified}
+  if len({json.dumps(i, sort_keys=True) for i in identities.values()}) <= 1:
+    return ""
+  return "; ".join(
+      f"{name}: {recorded[name]['source']}, " + ", ".join(
+          f"{split} {rows} rows sha256 {sha[:12]}" for split, (rows, sha) in identity.items())
+      for name, identity in identities.items())
+
+
 def compare_runs(run_dirs: Sequence[str | pathlib.Path], out_dir: str | pathlib.Path,
-                 names: Sequence[str] | None = None, max_points: int = 2000) -> dict[str, Any]:
+                 names: Sequence[str] | None = None, max_points: int = 2000,
+                 allow_different_data: bool = False) -> dict[str, Any]:
   """Compares probed runs: z-scores and ranks, tables, a bar chart and geometry figures.
 
   Args:
@@ -113,26 +135,36 @@ def compare_runs(run_dirs: Sequence[str | pathlib.Path], out_dir: str | pathlib.
     out_dir: where compare.md, compare.json and the PNGs go.
     names: a display name per run; default the directories' base names (which must differ).
     max_points: rows of the mean encodings used for the pairwise statistics.
+    allow_different_data: compare runs whose data differ (`different_data`) with a warning and
+      a mark in compare.md and compare.json, instead of refusing.
 
   Returns:
     compare.json's content.
   """
   run_dirs = [pathlib.Path(d) for d in run_dirs]
   if len(run_dirs) < 2:
-    raise ValueError(f"Compare needs at least two run directories, got {len(run_dirs)}.")
+    raise ConfigError(f"Compare needs at least two run directories, got {len(run_dirs)}.")
   names = list(names) if names else [d.name for d in run_dirs]
   if len(names) != len(run_dirs) or len(set(names)) != len(names):
-    raise ValueError(f"Run names {names} must be unique, one per directory; pass --names=a,b,...")
+    raise ConfigError(f"Run names {names} must be unique, one per directory; pass --names=a,b,...")
   reports = {name: _load_probe_results(d) for name, d in zip(names, run_dirs)}
   data_names = {name: r["info"].get("data_name") for name, r in reports.items()}
   if len(set(data_names.values())) > 1:
-    raise ValueError(f"The runs were probed on different data ({data_names}); compare runs "
-                     "embedded on the same data set.")
+    raise DataError(f"The runs were probed on different data ({data_names}); compare runs "
+                    "embedded on the same data set.")
+  data_differences = different_data(reports)
+  if data_differences and not allow_different_data:
+    raise DataError(f"The runs' data differ: {data_differences}; compare runs embedded from the "
+                    "same data, or pass --allow_different_data to compare them anyway (the "
+                    "comparison is then marked).")
+  if data_differences:
+    logging.warning("Comparing runs whose data differ (marked in compare.md and compare.json): "
+                    "%s", data_differences)
 
   table = compare_lib.build_table({name: r["results"] for name, r in reports.items()})
   if not table.criteria:
-    raise ValueError("No (probe, metric) is shared by every run and embedding; probe the runs "
-                     "with the same --probes.")
+    raise DataError("No (probe, metric) is shared by every run and embedding; probe the runs "
+                    "with the same --probes.")
   comparison = compare_lib.compare(table)
   geometry_by_run = {name: geo for name, d in zip(names, run_dirs)
                      if (geo := _run_geometry(d, max_points)) is not None}
@@ -143,10 +175,15 @@ def compare_runs(run_dirs: Sequence[str | pathlib.Path], out_dir: str | pathlib.
     figures.append(report.plot_geometry(
         geo, f"{name}: mean encodings ({geo['split']} split)",
         out_dir / f"geometry_{_file_name(name)}.png").name)
-  report.write_atomic(out_dir / "compare.md",
-                      report.compare_markdown(table, comparison, geometry_by_run, figures))
+  markdown = report.compare_markdown(table, comparison, geometry_by_run, figures)
+  if data_differences:
+    markdown = (f"> **Warning: the runs' data differ** ({data_differences}); the ranking mixes "
+                "data sets.\n\n" + markdown)
+  report.write_atomic(out_dir / "compare.md", markdown)
   content = {
       "runs": dict(zip(names, map(str, run_dirs))),
+      "data": {name: r["info"].get("data") for name, r in reports.items()},
+      "data_differ": data_differences,
       "entries": table.entries, "criteria": table.criteria, "values": table.values,
       "dropped_criteria": table.dropped,
       "z": comparison["z"], "rank": comparison["rank"],

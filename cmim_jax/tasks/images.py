@@ -128,7 +128,7 @@ class ImageTask(Task):
     unlabelled images). With a validation split the only split is "all": train, val and test
     rows in that order, and "split_given" int8 [N] (0 train, 1 valid, 2 test) says which."""
     if split not in self.embedding_splits:
-      raise ValueError(f"Unknown split {split!r}; choose from {self.embedding_splits}.")
+      raise ConfigError(f"Unknown split {split!r}; choose from {self.embedding_splits}.")
     parts = ("train", "val", "test") if split == "all" else (split,)
     images = [self._split_arrays(part)[0] for part in parts]
     labels = [self._split_arrays(part)[1] for part in parts]

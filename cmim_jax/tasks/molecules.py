@@ -26,7 +26,7 @@ from cmim_jax import sharding as sharding_lib
 from cmim_jax.data import download, molecules, streaming, token_file
 from cmim_jax.data import smiles as smiles_lib
 from cmim_jax.embedding import compute as embedding_compute
-from cmim_jax.errors import DataError
+from cmim_jax.errors import ConfigError, DataError
 from cmim_jax.models import gaussian, sequence
 from cmim_jax.tasks.base import Task
 
@@ -152,7 +152,7 @@ class SmilesTask(_SmilesTaskBase):
     path = pathlib.Path(workdir).absolute() / VOCAB_FILE
     if path.is_file():
       if smiles_lib.Vocabulary.load(path) != self.vocab:
-        raise ValueError(
+        raise ConfigError(
             f"{path} holds a different vocabulary than this run's corpus gives; resume with "
             f"--config.data.vocab_path={path} or use a new workdir.")
     elif jax.process_index() == 0:
@@ -166,7 +166,7 @@ class SmilesTask(_SmilesTaskBase):
   def embedding_inputs(self, split: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Token sequences int32 [N, L] of `split`; a pretraining corpus has no annotations."""
     if split not in self.embedding_splits:
-      raise ValueError(f"Unknown split {split!r}; choose from {self.embedding_splits}.")
+      raise ConfigError(f"Unknown split {split!r}; choose from {self.embedding_splits}.")
     return (self.train_arrays["tokens"] if split == "train" else self.test_tokens), {}
 
   def evaluate(self, model, params, mesh: Mesh) -> dict[str, float]:
@@ -259,7 +259,7 @@ class MoleculeNetTask(_SmilesTaskBase):
 
   def __init__(self, config: ml_collections.ConfigDict):
     if not config.data.get("vocab_path"):
-      raise ValueError(
+      raise ConfigError(
           f"data.name={config.data.name!r} needs data.vocab_path: the vocab.json written by the "
           "pretraining run (its saved config sets it; or pass --config.data.vocab_path=FILE).")
     super().__init__(config, smiles_lib.Vocabulary.load(config.data.vocab_path))
@@ -282,7 +282,7 @@ class MoleculeNetTask(_SmilesTaskBase):
     """Tokens int32 [N, L]; {"targets": float32 [N, 1], "split_random<k>", "split_scaffold":
     int8 [N] (0/1/2 = train/valid/test)}."""
     if split not in self.embedding_splits:
-      raise ValueError(f"Unknown split {split!r}; choose from {self.embedding_splits}.")
+      raise ConfigError(f"Unknown split {split!r}; choose from {self.embedding_splits}.")
     return self.train_arrays["tokens"], dict(self._annotations)
 
   def evaluate(self, model, params, mesh: Mesh) -> dict[str, float]:

@@ -16,6 +16,7 @@ from jax.sharding import Mesh
 
 from cmim_jax import models
 from cmim_jax.embedding import compute as embedding_compute
+from cmim_jax.errors import ConfigError
 from cmim_jax.tasks.base import Task
 
 
@@ -26,7 +27,7 @@ def sample_points(num_points: int, seed: int, distribution: str) -> np.ndarray:
     return rng.uniform(-1.0, 1.0, (num_points, 2)).astype(np.float32)
   if distribution == "gaussian":
     return rng.standard_normal((num_points, 2)).astype(np.float32)
-  raise ValueError(f"data.distribution must be 'uniform' or 'gaussian', got {distribution!r}.")
+  raise ConfigError(f"data.distribution must be 'uniform' or 'gaussian', got {distribution!r}.")
 
 
 def rayleigh_test(angles: np.ndarray) -> tuple[float, float]:
@@ -81,7 +82,7 @@ class Toy2DTask(Task):
 
   def embedding_inputs(self, split: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     if split != "all":
-      raise ValueError(f"The 2-D toy has one split, 'all'; got {split!r}.")
+      raise ConfigError(f"The 2-D toy has one split, 'all'; got {split!r}.")
     return self.points, {}
 
   def evaluate(self, model, params, mesh: Mesh) -> dict[str, float]:

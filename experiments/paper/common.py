@@ -1,13 +1,18 @@
 """Orchestration shared by the paper's experiments: run, resume, embed, probe, record.
 
 Every run is an ordinary `experiments.main` run (same `train_and_evaluate`) in its own workdir
-under one output folder. A run whose `summary.json` exists is done and is not repeated; an
-interrupted run resumes from its checkpoint.
+under one output folder. A run whose `summary.json` exists is done and is not repeated when it was
+made from the same inputs: its config and the SHA-256 of the files of its data folder (recorded in
+`run_inputs.json`; `reusable`). When they differ, the log says which, the old run is moved aside
+to `<workdir>.replaced-<n>` (never deleted) and the run is trained again; `--reuse=strict` refuses
+instead. An interrupted run resumes from its checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import json
 import pathlib
 import platform
@@ -19,11 +24,12 @@ from typing import Any, Mapping, Sequence
 import jax
 import ml_collections
 import numpy as np
-from absl import logging
+from absl import flags, logging
 
 from cmim_jax import embedding
 from cmim_jax import errors, files
 from cmim_jax import tasks
+from cmim_jax import checkpointing
 from cmim_jax import training
 from cmim_jax.embedding import files as embedding_files
 from cmim_jax.probes import controls, evaluate, linear, workflows
@@ -52,22 +58,144 @@ def devices(num_devices: int | None) -> list[jax.Device] | None:
   return jax.devices()[:num_devices]
 
 
+REUSE_MODES = ("rerun", "strict")
+_REUSE = flags.DEFINE_enum(
+    "reuse", "rerun", REUSE_MODES, "A finished run whose inputs (config, data files) differ from "
+    "this command's: 'rerun' moves it aside to <workdir>.replaced-<n> and trains again; 'strict' "
+    "refuses, naming the differences.")
+RUN_INPUTS = "run_inputs.json"
+# Fields that do not change a run's result, or that training itself fills in.
+_IGNORED_FIELDS = ("compilation_cache_dir", "data.vocab_path")
+_HASHED_FILE_LIMIT = 1 << 28  # Larger data files are fingerprinted by size and time, not hashed.
+
+
+@functools.lru_cache(maxsize=None)
+def _file_fingerprint(path: str, size: int, mtime_ns: int) -> str:
+  if size > _HASHED_FILE_LIMIT:
+    return f"size {size}, modified {mtime_ns}"
+  digest = hashlib.sha256()
+  with open(path, "rb") as file:
+    for block in iter(lambda: file.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def data_files(data_config: ml_collections.ConfigDict) -> dict[str, str]:
+  """Path -> SHA-256 of the files a run's data come from: those directly in `data.data_dir`, and
+  `data.csv_path` / `data.corpus_path` (files over 256 MiB by size and time)."""
+  paths = []
+  folder = data_config.get("data_dir")
+  if folder and pathlib.Path(folder).is_dir():
+    paths += sorted(p for p in pathlib.Path(folder).iterdir() if p.is_file())
+  paths += [pathlib.Path(data_config[key]) for key in ("csv_path", "corpus_path")
+            if data_config.get(key) and pathlib.Path(data_config[key]).is_file()]
+  return {str(p): _file_fingerprint(str(p), p.stat().st_size, p.stat().st_mtime_ns)
+          for p in paths}
+
+
+def run_inputs(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """What a run's result depends on: {"config": its fields, "data_files": `data_files`}."""
+  return {"config": json.loads(config.to_json_best_effort()),
+          "data_files": data_files(config.data)}
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, Mapping):
+      flat.update(_flat(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def input_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+  """'field: old -> new' for each config field and data file (see `run_inputs`) that differs;
+  a run recorded without data files (`old` lacks them) is compared on its config alone."""
+  old_config, new_config = _flat(old["config"]), _flat(new["config"])
+  absent = "(absent)"
+  differences = [f"{key}: {old_config.get(key, absent)!r} -> {new_config.get(key, absent)!r}"
+                 for key in sorted(set(old_config) | set(new_config))
+                 if key not in _IGNORED_FIELDS and old_config.get(key) != new_config.get(key)]
+  if "data_files" in old:
+    old_files, new_files = old["data_files"], new["data_files"]
+    shown = lambda files, path: f"sha256 {files[path][:12]}" if path in files else "absent"
+    differences += [f"data file {path}: {shown(old_files, path)} -> {shown(new_files, path)}"
+                    for path in sorted(set(old_files) | set(new_files))
+                    if old_files.get(path) != new_files.get(path)]
+  return differences
+
+
+def _recorded_inputs(workdir: pathlib.Path) -> dict[str, Any] | None:
+  """The run's run_inputs.json or, for a run finished before it was written, the config saved
+  with its latest checkpoint (without data files); None when neither is readable."""
+  try:
+    return json.loads((workdir / RUN_INPUTS).read_text())
+  except (OSError, ValueError):
+    pass
+  try:
+    checkpointer = checkpointing.Checkpointer(workdir / "checkpoints", read_only=True)
+    try:
+      return {"config": json.loads(
+          checkpointer.restore_config(checkpointer.latest_step()).to_json_best_effort())}
+    finally:
+      checkpointer.close()
+  except Exception as error:  # pylint: disable=broad-except  (Orbax raises many types)
+    logging.warning("Cannot read the inputs of %s (%s).", workdir, error)
+    return None
+
+
+def _reuse_mode() -> str:
+  return _REUSE.value if flags.FLAGS.is_parsed() else "rerun"
+
+
+def reusable(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> bool:
+  """Whether `workdir` holds a finished run of `config` on the same data (`run_inputs`).
+
+  A finished run with other inputs is moved aside to `<workdir>.replaced-<n>` (the log names the
+  differences) and False returned, or with `--reuse=strict` refused with a ConfigError.
+  """
+  if not (workdir / "summary.json").exists():
+    return False
+  recorded = _recorded_inputs(workdir)
+  if recorded is None:
+    logging.warning("Reusing %s without checking its inputs.", workdir)
+    return True
+  differences = input_differences(recorded, run_inputs(config))
+  if not differences:
+    return True
+  if _reuse_mode() == "strict":
+    raise errors.ConfigError(
+        f"{workdir} holds a finished run of other inputs ({'; '.join(differences)}); pass "
+        "another --out, or --reuse=rerun to move it aside and train again.")
+  number = 1
+  while workdir.with_name(f"{workdir.name}.replaced-{number}").exists():
+    number += 1
+  aside = workdir.rename(workdir.with_name(f"{workdir.name}.replaced-{number}"))
+  logging.warning("%s was made from other inputs (%s); moved it to %s and training again.",
+                  workdir, "; ".join(differences), aside)
+  return False
+
+
 def run_or_load(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                 num_devices: int | None = None) -> dict[str, Any]:
-  """Trains `config` in `workdir` unless its summary.json exists; returns the summary + wall time.
+  """Trains `config` in `workdir` unless it holds a finished run of the same inputs
+  (`reusable`); returns the summary + wall time.
 
   `num_devices` limits the mesh to the first devices (e.g. 1, so any batch size divides).
   """
   summary_path = workdir / "summary.json"
-  if summary_path.exists():
+  if reusable(config, workdir):
     logging.info("Done already: %s", workdir)
     return json.loads(summary_path.read_text())
+  inputs = run_inputs(config)
   start = time.perf_counter()
   logging.info("Training %s (%s, %d steps) ...", workdir, config.loss.method,
                config.train.num_steps)
   summary = training.train_and_evaluate(config, workdir, devices(num_devices))
   summary["wall_time_s"] = round(time.perf_counter() - start, 2)
   files.write_json_atomic(summary_path, summary)
+  files.write_json_atomic(workdir / RUN_INPUTS, inputs)
   logging.info("Trained %s in %.0f s.", workdir, summary["wall_time_s"])
   return summary
 
@@ -78,7 +206,7 @@ def run_all(runs: Sequence[tuple[ml_collections.ConfigDict, pathlib.Path]], proc
 
   processes > 1 runs them in that many parallel child processes (`run_in_processes`), else here.
   """
-  done = sum((workdir / "summary.json").exists() for _, workdir in runs)
+  done = sum(reusable(config, workdir) for config, workdir in runs)  # Moves stale runs aside.
   logging.info("Stage: training %d run(s), %d of them done already.", len(runs), done)
   if processes > 1:
     run_in_processes(runs, processes, num_devices)
