@@ -11,7 +11,7 @@
     of the file system (permission, read-only, not a folder, dangling link, disk full;
     `os_error_message`), also when a library wrapped it. `--verbose` (or the environment variable
     CMIM_VERBOSE=1) shows the traceback too. Any other exception is a bug and keeps its traceback.
-    See docs/errors_cli.md.
+    See docs/errors.md.
   * SIGTERM / SIGINT during training: the step in flight finishes, a verified checkpoint is saved,
     one line "stopped at step N; resume with the same command" is printed and the exit status is
     143 / 130 (`errors.TrainingStopped`).
