@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import inspect
 import pathlib
 import pkgutil
 import re
@@ -40,11 +41,15 @@ def _paths(config: ml_collections.ConfigDict, prefix: str = "") -> Iterable[str]
 
 @functools.cache
 def config_fields() -> frozenset[str]:
-  """Every field path (and group path) of every experiments/configs module's get_config()."""
+  """Every field path (and group path) of every experiments/configs module's get_config() (the
+  config files; a module whose get_config needs an argument is a helper they share)."""
   fields = set()
   for module in pkgutil.iter_modules(configs.__path__):
-    config = importlib.import_module(f"{configs.__name__}.{module.name}").get_config()
-    fields.update(_paths(config))
+    get_config = importlib.import_module(f"{configs.__name__}.{module.name}").get_config
+    if any(parameter.default is inspect.Parameter.empty
+           for parameter in inspect.signature(get_config).parameters.values()):
+      continue
+    fields.update(_paths(get_config()))
   return frozenset(fields)
 
 
