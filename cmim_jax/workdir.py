@@ -84,11 +84,12 @@ class WorkdirLock:
     self.release()
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """A nested mapping (a config as a dict) -> {"group.field": value} of its leaves."""
   flat = {}
   for key, value in tree.items():
     if isinstance(value, Mapping):
-      flat.update(_flatten(value, f"{prefix}{key}."))
+      flat.update(flatten(value, f"{prefix}{key}."))
     else:
       flat[f"{prefix}{key}"] = value
   return flat
@@ -111,7 +112,7 @@ def config_changes(saved: Mapping[str, Any],
   Fields only one of the two has (a config from an older or newer version of the code) are left
   out, with a log line.
   """
-  old, new = _flatten(saved), _flatten(_as_saved(config))
+  old, new = flatten(saved), flatten(_as_saved(config))
   one_sided = sorted(set(old) ^ set(new))
   if one_sided:
     logging.info("Fields not compared on resume (only in the saved or only in the new config): "

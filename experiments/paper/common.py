@@ -31,6 +31,7 @@ from cmim_jax import errors, files
 from cmim_jax import tasks
 from cmim_jax import checkpointing
 from cmim_jax import training
+from cmim_jax import workdir as workdir_lib
 from cmim_jax.embedding import files as embedding_files
 from cmim_jax.probes import controls, evaluate, linear, workflows
 from cmim_jax.tasks import images
@@ -99,20 +100,10 @@ def run_inputs(config: ml_collections.ConfigDict) -> dict[str, Any]:
           "data_files": data_files(config.data)}
 
 
-def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, Mapping):
-      flat.update(_flat(value, f"{prefix}{key}."))
-    else:
-      flat[f"{prefix}{key}"] = value
-  return flat
-
-
 def input_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
   """'field: old -> new' for each config field and data file (see `run_inputs`) that differs;
   a run recorded without data files (`old` lacks them) is compared on its config alone."""
-  old_config, new_config = _flat(old["config"]), _flat(new["config"])
+  old_config, new_config = workdir_lib.flatten(old["config"]), workdir_lib.flatten(new["config"])
   absent = "(absent)"
   differences = [f"{key}: {old_config.get(key, absent)!r} -> {new_config.get(key, absent)!r}"
                  for key in sorted(set(old_config) | set(new_config))
