@@ -10,11 +10,10 @@ The file holds "ecfp4" [N, 2048] with "targets" and the "split_*" arrays of the 
 import ml_collections
 from absl import app, flags, logging
 
-from cmim_jax import molecules_baseline
-from cmim_jax.data import molecules
+from cmim_jax.data import ecfp4, moleculenet
 from experiments import cli
 
-_DATASET = flags.DEFINE_enum("dataset", None, molecules.REGRESSION_DATASETS, "Regression set.")
+_DATASET = flags.DEFINE_enum("dataset", None, moleculenet.REGRESSION_DATASETS, "Regression set.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "Folder with the MoleculeNet CSVs; '' = download.")
 _CSV_PATH = flags.DEFINE_string("csv_path", "", "For --dataset=smiles_csv: the CSV file.")
 _TARGET = flags.DEFINE_string("target_column", "", "For smiles_csv: the target column.")
@@ -28,7 +27,7 @@ def main(argv):
   data_config = ml_collections.ConfigDict(dict(
       name=_DATASET.value, data_dir=_DATA_DIR.value, csv_path=_CSV_PATH.value,
       target_column=_TARGET.value))
-  path = molecules_baseline.write_ecfp4_features(data_config, _OUTPUT.value)
+  path = ecfp4.write_ecfp4_features(data_config, _OUTPUT.value)
   logging.info("Wrote %s.", path)
 
 

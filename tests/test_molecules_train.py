@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmim_jax import checkpointing, embeddings, molecules_baseline, objectives, tasks, training
+from cmim_jax import checkpointing, embeddings, objectives, tasks, training
 from cmim_jax import sharding as sharding_lib
-from cmim_jax.data import batching
+from cmim_jax.data import batching, ecfp4
 from cmim_jax.data import smiles as smiles_lib
 from cmim_jax.tasks import molecules as molecule_tasks
 from experiments.configs import molecules as molecules_config
@@ -111,7 +111,7 @@ def test_cmim_pretraining_then_regression_embeddings(corpus_path, regression_csv
   assert np.all(np.isfinite(embedded["informative"]))
 
   # The ECFP4 baseline describes the same molecules with the same annotations.
-  features = molecules_baseline.ecfp4_features(saved.data)
+  features = ecfp4.ecfp4_features(saved.data)
   assert features["ecfp4"].shape == (num, 2048)
   assert set(np.unique(features["ecfp4"])) <= {0.0, 1.0}
   for key, value in annotations.items():

@@ -72,7 +72,7 @@ def build_token_file(smiles: Iterable[str], folder: str | pathlib.Path, max_toke
   """Filters, tokenises and writes `smiles` (any iterable, read once) into the token file `folder`.
 
   Args:
-    smiles: the corpus, e.g. `molecules.iter_smiles_file(path)`.
+    smiles: the corpus, e.g. `molecule_files.iter_smiles_file(path)`.
     folder: created (atomically: built beside it, then renamed); must not exist yet.
     max_tokens: longer SMILES are skipped (counted), as in `molecules.filter_smiles`.
     canonical: write RDKit's canonical SMILES.

@@ -24,7 +24,8 @@ from jax.sharding import Mesh
 
 from cmim_jax import embeddings
 from cmim_jax import sharding as sharding_lib
-from cmim_jax.data import download, molecules, streaming, token_file
+from cmim_jax.data import (download, molecule_files, molecule_splits, moleculenet, molecules,
+                           streaming, token_file)
 from cmim_jax.data import smiles as smiles_lib
 from cmim_jax.errors import DataError
 from cmim_jax.models import gaussian, sequence
@@ -194,8 +195,8 @@ class StreamedSmilesTask(SmilesTask):
       path, source = molecules.moses_file("train", data)
       source = f"moses:{source}"
       test_path, _ = molecules.moses_file("test", data)
-      test = molecules.subsample(molecules.read_smiles_file(test_path), data.num_test_molecules,
-                                 np.random.default_rng(config.seed))
+      test = molecules.subsample(molecule_files.read_smiles_file(test_path),
+                                 data.num_test_molecules, np.random.default_rng(config.seed))
     tokens = self._token_file(path, data, vocab)
     vocab, self.token_file_info = tokens.vocab, tokens.info
     logging.info("Token file %s: %s", tokens.folder, tokens.info)
@@ -231,7 +232,7 @@ class StreamedSmilesTask(SmilesTask):
                                              vocab)
     if not folder.is_dir() and jax.process_index() == 0:
       logging.info("Converting %s into the token file %s (once).", path, folder)
-      token_file.build_token_file(molecules.iter_smiles_file(path, column), folder,
+      token_file.build_token_file(molecule_files.iter_smiles_file(path, column), folder,
                                   data.max_length, canonical=data.canonicalize, vocab=vocab,
                                   source=str(path))
     if jax.process_count() > 1:
@@ -259,7 +260,7 @@ class MoleculeNetTask(_SmilesTaskBase):
           f"data.name={config.data.name!r} needs data.vocab_path: the vocab.json written by the "
           "pretraining run (its saved config sets it; or pass --config.data.vocab_path=FILE).")
     super().__init__(config, smiles_lib.Vocabulary.load(config.data.vocab_path))
-    dataset = molecules.load_regression_set(config.data)
+    dataset = moleculenet.load_regression_set(config.data)
     self.source = dataset.source
     self.smiles = dataset.smiles
     self.targets = dataset.targets
@@ -271,7 +272,7 @@ class MoleculeNetTask(_SmilesTaskBase):
                  "mapped to %s.", config.data.name, len(tokens), num_truncated, self.max_tokens,
                  num_unknown, smiles_lib.UNK)
     self.train_arrays = {"tokens": tokens}
-    self._annotations = {"targets": dataset.targets, **molecules.split_annotations(
+    self._annotations = {"targets": dataset.targets, **molecule_splits.split_annotations(
         dataset.smiles, config.data.get("num_random_splits", 3))}
 
   def embedding_inputs(self, split: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -296,5 +297,6 @@ def build_regression_task(config: ml_collections.ConfigDict) -> MoleculeNetTask:
   return MoleculeNetTask(config)
 
 
-MOLECULE_TASK_BUILDERS = {"smiles": build_smiles_task,
-                          **{name: build_regression_task for name in molecules.REGRESSION_DATASETS}}
+MOLECULE_TASK_BUILDERS = {
+    "smiles": build_smiles_task,
+    **{name: build_regression_task for name in moleculenet.REGRESSION_DATASETS}}
