@@ -79,11 +79,16 @@ class FilterCounts:
                  self.untokenizable, self.too_long)
 
 
-def canonicalize(smiles: str) -> str | None:
-  """RDKit's canonical SMILES, or None when RDKit cannot parse `smiles`."""
+def canonicalize(smiles: str, keep_stereo: bool = True) -> str | None:
+  """RDKit's canonical SMILES, or None when RDKit cannot parse `smiles`.
+
+  Explicit hydrogen atoms (`[H]`) become implicit where RDKit allows (it keeps those a stereo
+  centre or an isotope needs, and bracket H counts such as `[nH]`); `keep_stereo=False` also drops
+  stereo marks (`@`, `@@`, `/`, `\\`) and isotopes (RDKit's non-isomeric SMILES).
+  """
   with quiet_rdkit():
     mol = rdkit_chem().MolFromSmiles(smiles)
-  return None if mol is None else rdkit_chem().MolToSmiles(mol)
+  return None if mol is None else rdkit_chem().MolToSmiles(mol, isomericSmiles=keep_stereo)
 
 
 def is_valid_smiles(smiles: str) -> bool:
@@ -94,14 +99,18 @@ def is_valid_smiles(smiles: str) -> bool:
     return rdkit_chem().MolFromSmiles(smiles) is not None
 
 
-def filter_smiles(smiles: Sequence[str], max_tokens: int, *, canonical: bool = False,
-                  check_validity: bool = True) -> tuple[list[str], list[list[str]], FilterCounts]:
-  """Keeps the SMILES that RDKit parses (when `check_validity`) and that tokenise into at most
-  `max_tokens` tokens, optionally replaced by RDKit's canonical form.
+def filter_smiles(smiles: Sequence[str], max_tokens: int | None, *, canonical: bool = False,
+                  keep_stereo: bool = True, check_validity: bool = True,
+                  scheme: str = smiles_lib.DEFAULT_SCHEME
+                  ) -> tuple[list[str], list[list[str]], FilterCounts]:
+  """Keeps the SMILES that RDKit parses (when `check_validity`) and that tokenise (with `scheme`)
+  into at most `max_tokens` tokens (None: any number), optionally replaced by RDKit's canonical
+  form (`canonical`, or `keep_stereo=False`: see `canonicalize`).
 
   Returns:
     (kept SMILES, their token lists, counts of what was skipped and why).
   """
+  canonical = canonical or not keep_stereo
   Chem = rdkit_chem() if (check_validity or canonical) else None  # pylint: disable=invalid-name
   counts = FilterCounts(read=len(smiles))
   kept, kept_tokens = [], []
@@ -113,19 +122,28 @@ def filter_smiles(smiles: Sequence[str], max_tokens: int, *, canonical: bool = F
           counts.invalid += 1
           continue
         if canonical:
-          s = Chem.MolToSmiles(mol)
+          s = Chem.MolToSmiles(mol, isomericSmiles=keep_stereo)
       try:
-        tokens = smiles_lib.tokenize(s)
+        tokens = smiles_lib.tokenize(s, scheme)
       except smiles_lib.TokenizeError:
         counts.untokenizable += 1
         continue
-      if len(tokens) > max_tokens:
+      if max_tokens is not None and len(tokens) > max_tokens:
         counts.too_long += 1
         continue
       kept.append(s)
       kept_tokens.append(tokens)
   counts.kept = len(kept)
   return kept, kept_tokens, counts
+
+
+def drop_longer(kept: list[str], kept_tokens: list[list[str]], counts: FilterCounts,
+                max_tokens: int) -> tuple[list[str], list[list[str]], FilterCounts]:
+  """`filter_smiles`' output without the SMILES of more than `max_tokens` tokens (counted)."""
+  short = [i for i, tokens in enumerate(kept_tokens) if len(tokens) <= max_tokens]
+  counts = dataclasses.replace(counts, kept=len(short),
+                               too_long=counts.too_long + len(kept) - len(short))
+  return [kept[i] for i in short], [kept_tokens[i] for i in short], counts
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from cmim_jax import sharding as sharding_lib
 from cmim_jax.data import (download, molecule_files, molecule_splits, moleculenet, molecules,
                            streaming, token_file)
 from cmim_jax.data import smiles as smiles_lib
-from cmim_jax.errors import DataError
+from cmim_jax.errors import ConfigError, DataError
 from cmim_jax.models import gaussian, sequence
 from cmim_jax.tasks.base import Task
 
@@ -112,35 +112,63 @@ class SmilesTask(_SmilesTaskBase):
 
   def __init__(self, config: ml_collections.ConfigDict):
     data = config.data
+    vocab = smiles_lib.Vocabulary.load(data.vocab_path) if data.vocab_path else None
+    scheme = vocab.scheme if vocab else smiles_lib.DEFAULT_SCHEME
     corpus = molecules.load_corpus(data, config.seed)
-    train, train_tokens, counts = molecules.filter_smiles(
-        corpus.train, data.max_length, canonical=data.canonicalize)
+    standardize = dict(canonical=data.canonicalize, keep_stereo=data.get("keep_stereo", True),
+                       scheme=scheme)
+    train, train_tokens, counts = molecules.filter_smiles(corpus.train, None, **standardize)
+    if not train_tokens:
+      raise DataError(f"No usable SMILES in the training corpus of {corpus.source} (see the skip "
+                      "counts in the log); check data.smiles_column.")
+    config = self._with_max_length(config, train_tokens)
+    train, train_tokens, counts = molecules.drop_longer(train, train_tokens, counts,
+                                                        config.data.max_length)
     counts.log("Training corpus")
     test, test_tokens, test_counts = molecules.filter_smiles(
-        corpus.test, data.max_length, canonical=data.canonicalize)
+        corpus.test, config.data.max_length, **standardize)
     test_counts.log("Held-out corpus")
     self.input_rows = {"file_rows_skipped": corpus.skipped_rows,
-                       "train": dataclasses.asdict(counts), "test": dataclasses.asdict(test_counts)}
+                       "train": dataclasses.asdict(counts), "test": dataclasses.asdict(test_counts),
+                       "max_length": self.max_length_report}
     if not train or not test:
       raise DataError(f"No usable SMILES left in the {'training' if not train else 'held-out'} "
                       f"corpus of {corpus.source} (see the skip counts in the log); check "
                       "data.smiles_column and data.max_length.")
-    if data.vocab_path:
-      vocab = smiles_lib.Vocabulary.load(data.vocab_path)
+    if vocab is not None:
       logging.info("Vocabulary of %d tokens from %s.", len(vocab), data.vocab_path)
     else:
-      vocab = smiles_lib.build_vocabulary(train_tokens)
-      logging.info("Vocabulary of %d tokens built from %d training SMILES.", len(vocab),
-                   len(train))
+      vocab = smiles_lib.build_vocabulary(train_tokens, scheme=scheme)
+      logging.info("Vocabulary of %d tokens (scheme %s) built from %d training SMILES.",
+                   len(vocab), scheme, len(train))
     super().__init__(config, vocab)
     self.source = corpus.source
     self.train_smiles, self.test_smiles = train, test
-    train_ids, train_unknown = smiles_lib.encode_batch(vocab, train_tokens, data.max_length)
-    self.test_tokens, test_unknown = smiles_lib.encode_batch(vocab, test_tokens, data.max_length)
+    train_ids, train_unknown = smiles_lib.encode_batch(vocab, train_tokens, self.max_tokens)
+    self.test_tokens, test_unknown = smiles_lib.encode_batch(vocab, test_tokens, self.max_tokens)
     if train_unknown or test_unknown:
       logging.warning("Tokens outside the vocabulary, mapped to %s: %d in training, %d held out.",
                       smiles_lib.UNK, train_unknown, test_unknown)
     self.train_arrays = {"tokens": train_ids}
+
+  def _with_max_length(self, config: ml_collections.ConfigDict,
+                       train_tokens: list[list[str]]) -> ml_collections.ConfigDict:
+    """`config` with `data.max_length` set (a copy) when it is 0: the
+    `data.max_length_percentile`-th percentile of the training corpus' token counts. Either way
+    the percentile and the share of the corpus the limit keeps are logged and kept for the
+    summary (`self.max_length_report`)."""
+    percentile = config.data.get("max_length_percentile", 99.9)
+    derived = smiles_lib.length_percentile(train_tokens, percentile)
+    if not config.data.max_length:
+      config = copy.deepcopy(config)
+      config.data.max_length = derived
+    max_length = config.data.max_length
+    kept = float(np.mean([len(t) <= max_length for t in train_tokens]))
+    self.max_length_report = {"max_length": max_length, f"percentile_{percentile:g}": derived,
+                              "fraction_kept": kept}
+    logging.info("data.max_length=%d keeps %.2f%% of the training SMILES whole; their %g-th "
+                 "length percentile is %d tokens.", max_length, 100 * kept, percentile, derived)
+    return config
 
   def save_assets(self, workdir: pathlib.Path,
                   config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -156,6 +184,7 @@ class SmilesTask(_SmilesTaskBase):
       self.vocab.save(path)
     config = copy.deepcopy(config)
     config.data.vocab_path = str(path)
+    config.data.max_length = self.max_tokens  # Fixes a derived one (data.max_length=0).
     return config
 
   embedding_splits = ("train", "test")
@@ -188,6 +217,10 @@ class StreamedSmilesTask(SmilesTask):
 
   def __init__(self, config: ml_collections.ConfigDict):  # pylint: disable=super-init-not-called
     data = config.data
+    if not data.max_length:
+      raise ConfigError("data.max_length=0 (derive it from the corpus) needs "
+                        "data.pipeline='device'; with 'stream' set it, e.g. to the percentile the "
+                        "log of a device-pipeline run on a sample of the corpus reports.")
     vocab = smiles_lib.Vocabulary.load(data.vocab_path) if data.vocab_path else None
     if data.get("corpus_path"):
       path, source, test = pathlib.Path(data.corpus_path), f"file:{data.corpus_path}", None
@@ -212,8 +245,9 @@ class StreamedSmilesTask(SmilesTask):
       test_rows = {"read": num_test, "kept": num_test}
       start = num_test
     else:
-      _, test_tokens, test_counts = molecules.filter_smiles(test, data.max_length,
-                                                            canonical=data.canonicalize)
+      _, test_tokens, test_counts = molecules.filter_smiles(
+          test, data.max_length, canonical=data.canonicalize,
+          keep_stereo=data.get("keep_stereo", True), scheme=vocab.scheme)
       self.test_tokens, _ = smiles_lib.encode_batch(vocab, test_tokens, data.max_length)
       test_rows, start = dataclasses.asdict(test_counts), 0
     stop = start + data.max_train_molecules if data.max_train_molecules > 0 else None
@@ -228,13 +262,14 @@ class StreamedSmilesTask(SmilesTask):
     """The token file of `path`, built by process 0 when absent (the others wait for it)."""
     column = data.smiles_column if data.get("corpus_path") else "SMILES"
     folder = pathlib.Path(data.get("token_file_dir") or download.cache_dir() / "token_files")
+    keep_stereo = data.get("keep_stereo", True)
     folder = folder / token_file.folder_name(path, column, data.max_length, data.canonicalize,
-                                             vocab)
+                                             vocab, keep_stereo)
     if not folder.is_dir() and jax.process_index() == 0:
       logging.info("Converting %s into the token file %s (once).", path, folder)
       token_file.build_token_file(molecule_files.iter_smiles_file(path, column), folder,
-                                  data.max_length, canonical=data.canonicalize, vocab=vocab,
-                                  source=str(path))
+                                  data.max_length, canonical=data.canonicalize,
+                                  keep_stereo=keep_stereo, vocab=vocab, source=str(path))
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices(f"token file {folder.name}")
     return token_file.TokenFile(folder)

@@ -44,12 +44,16 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.data.corpus_path = ""  # A .csv/.csv.gz/.smi(.gz) corpus instead of MOSES.
   config.data.smiles_column = "SMILES"  # Column of corpus_path (case-insensitive).
   config.data.data_dir = ""  # Folder with the files of data.name; "" = cache, then download.
-  # Tokens per SMILES, BOS/EOS excluded (MOSES has <= 54). Longer corpus SMILES are skipped;
-  # longer MoleculeNet SMILES are truncated (positions past the corpus lengths are never trained).
+  # Tokens per SMILES, BOS/EOS excluded (MOSES: 99.9 % have <= 49 with bracket atoms split into
+  # fields). Longer corpus SMILES are skipped; longer SMILES of a labelled set are cut to it and
+  # counted (positions past the corpus lengths are never trained). 0 = derive it: the
+  # max_length_percentile-th percentile of the training corpus' token counts (logged either way).
   config.data.max_length = 56
+  config.data.max_length_percentile = 99.9
   config.data.max_train_molecules = 50_000  # Random subset of the training corpus; 0 = all.
   config.data.num_test_molecules = 2_000  # Held out (MOSES: from its test file).
-  config.data.canonicalize = False  # True: train on RDKit canonical SMILES.
+  config.data.canonicalize = False  # True: RDKit canonical SMILES (explicit [H] atoms dropped).
+  config.data.keep_stereo = True  # False: canonical SMILES without stereo marks and isotopes.
   config.data.vocab_path = ""  # "" = build from the training corpus; the run fills it in.
   config.data.batch_size = 64  # Global; a multiple of the device count.
   # "device": the training set is placed on the devices and batches are gathered there (small
