@@ -255,22 +255,22 @@ def test_the_task_s_row_counts_are_in_the_summary(run_copy, monkeypatch):
 
 @pytest.mark.parametrize("content, message", [
     ("smiles,y\nCCO,1.5\nCCN,n/a\n", r"mine.csv:3: no numeric target in column 'y'"),
-    ("smiles,y\nCCO,1.5\nCCN\n", r"mine.csv:3: no numeric target"),
+    ("smiles,y\nCCO,1.5\nCCN\n", r"mine.csv:3: 1 cells, but the header names 2 columns"),
     ("smiles,y\nCCO,nan\n", r"mine.csv:2: the target in column 'y' is nan"),
     ("smiles,y\nCCO,inf\n", r"mine.csv:2: the target .* is inf"),
     ("", r"mine.csv is empty"),
-    ("smiles,a,b\nCCO,1,2\n", r"mine.csv has columns .*data.target_column"),
+    ("smiles\nCCO\n", r"mine.csv has only the SMILES column"),
 ])
 def test_bad_moleculenet_targets_name_file_and_line(tmp_path, content, message):
   (tmp_path / "mine.csv").write_text(content)
   with pytest.raises(errors.DataError, match=message):
-    molecule_files.read_regression_csv(tmp_path / "mine.csv")
+    molecule_files.read_labelled_csv(tmp_path / "mine.csv")
 
 
 def test_non_utf8_moleculenet_file_names_file_and_line(tmp_path):
   (tmp_path / "mine.csv").write_bytes(b"smiles,y\nCCO,1\nC\xc3(C,2\n")
   with pytest.raises(errors.DataError, match=r"mine.csv:3: byte 0xc3 .* not UTF-8"):
-    molecule_files.read_regression_csv(tmp_path / "mine.csv")
+    molecule_files.read_labelled_csv(tmp_path / "mine.csv")
 
 
 def test_pickled_npz_is_refused_naming_the_file(tmp_path):

@@ -42,7 +42,8 @@ def cache(tmp_path, monkeypatch):
 def _data_config(**fields):
   base = dict(name="smiles", corpus="moses", corpus_path="", smiles_column="SMILES", data_dir="",
               max_train_molecules=0, num_test_molecules=2, mirrors=(), download_timeout=5.0,
-              download_sha256="", csv_path="", csv_smiles_column="smiles", target_column="")
+              download_sha256="", csv_path="", csv_smiles_column="smiles", target_columns="",
+              task_type="regression")
   base.update(fields)
   return ml_collections.ConfigDict(base)
 
@@ -136,18 +137,18 @@ def test_moses_download_is_verified_against_the_public_digest(tmp_path, cache):
 @pytest.mark.parametrize("name,size", [("esol", 1128), ("freesolv", 642), ("lipophilicity", 4200)])
 def test_moleculenet_from_data_dir(name, size):
   folder = shared_data_path("moleculenet/esol.csv").parent
-  dataset = moleculenet.load_regression_set(_data_config(name=name, data_dir=str(folder)))
-  assert len(dataset.smiles) == size and dataset.targets.shape == (size, 1)
-  assert dataset.targets.dtype == np.float32 and np.all(np.isfinite(dataset.targets))
+  dataset = moleculenet.load_labelled_set(_data_config(name=name, data_dir=str(folder)))
+  assert len(dataset.smiles) == size and dataset.values.shape == (size, 1)
+  assert dataset.values.dtype == np.float32 and np.all(np.isfinite(dataset.values))
   assert all(s == s.strip() for s in dataset.smiles)
 
 
 def test_esol_layouts_agree():
   """MoleculeNet's delaney-processed.csv and the two-column esol.csv give the same data."""
   folder = shared_data_path("moleculenet/delaney-processed.csv").parent
-  original = molecule_files.read_regression_csv(folder / "delaney-processed.csv", "smiles",
-                                           "measured log solubility in mols per litre")
-  two_column = molecule_files.read_regression_csv(folder / "esol.csv")
+  original = molecule_files.read_labelled_csv(folder / "delaney-processed.csv", "smiles",
+                                              ("measured log solubility in mols per litre",))
+  two_column = molecule_files.read_labelled_csv(folder / "esol.csv")
   assert original[0] == two_column[0]
   np.testing.assert_array_equal(original[1], two_column[1])
 
@@ -155,12 +156,12 @@ def test_esol_layouts_agree():
 def test_moleculenet_download_checks_sha256(tmp_path, cache):
   folder = shared_data_path("moleculenet/SAMPL.csv").parent
   with serve_folder(folder) as url:
-    dataset = moleculenet.load_regression_set(_data_config(name="freesolv", mirrors=(url,)))
+    dataset = moleculenet.load_labelled_set(_data_config(name="freesolv", mirrors=(url,)))
     assert len(dataset.smiles) == 642 and dataset.source.startswith("download:")
     assert (cache / "moleculenet" / "SAMPL.csv").is_file()
     # No digest is pinned for Lipophilicity: refused unless the user supplies one.
     with pytest.raises(errors.DataUnavailableError, match="download_sha256"):
-      moleculenet.load_regression_set(_data_config(name="lipophilicity", mirrors=(url,)))
+      moleculenet.load_labelled_set(_data_config(name="lipophilicity", mirrors=(url,)))
   served = tmp_path / "served"
   served.mkdir()
   (served / "Lipophilicity.csv").write_text("CMPD_CHEMBLID,exp,smiles\nA,1.5,CCO\nB,2.0,CCN\n")
@@ -169,28 +170,29 @@ def test_moleculenet_download_checks_sha256(tmp_path, cache):
                                                 "litre\nCCO,1.0\n")
   with serve_folder(served) as url:
     with pytest.raises(errors.DataUnavailableError, match="does not match"):
-      moleculenet.load_regression_set(_data_config(name="esol", mirrors=(url,)))
-    dataset = moleculenet.load_regression_set(
+      moleculenet.load_labelled_set(_data_config(name="esol", mirrors=(url,)))
+    dataset = moleculenet.load_labelled_set(
         _data_config(name="lipophilicity", mirrors=(url,), download_sha256=digest))
   assert dataset.smiles == ["CCO", "CCN"]
-  np.testing.assert_array_equal(dataset.targets[:, 0], [1.5, 2.0])
+  np.testing.assert_array_equal(dataset.values[:, 0], [1.5, 2.0])
 
 
 def test_generic_csv_and_invalid_molecules(tmp_path):
   path = tmp_path / "mine.csv"
   path.write_text("smiles,y\nCCO,1\nnot_a_smiles,2\nc1ccccc1,3\nCC O,4\n")
-  dataset = moleculenet.load_regression_set(_data_config(name="smiles_csv", csv_path=str(path)))
+  dataset = moleculenet.load_labelled_set(_data_config(name="smiles_csv", csv_path=str(path)))
   assert dataset.smiles == ["CCO", "c1ccccc1"]  # Unparsable and untokenizable rows are dropped.
-  np.testing.assert_array_equal(dataset.targets[:, 0], [1.0, 3.0])
+  np.testing.assert_array_equal(dataset.values[:, 0], [1.0, 3.0])
   path.write_text("smiles,a,b\nCCO,1,2\n")
-  with pytest.raises(ValueError, match="data.target_column"):
-    moleculenet.load_regression_set(_data_config(name="smiles_csv", csv_path=str(path)))
-  dataset = moleculenet.load_regression_set(
-      _data_config(name="smiles_csv", csv_path=str(path), target_column="b"))
-  assert dataset.targets[0, 0] == 2.0
+  dataset = moleculenet.load_labelled_set(_data_config(name="smiles_csv", csv_path=str(path)))
+  np.testing.assert_array_equal(dataset.values, [[1.0, 2.0]])  # Every non-SMILES column.
+  assert dataset.task_names == ("a", "b") and dataset.task_type == "regression"
+  dataset = moleculenet.load_labelled_set(
+      _data_config(name="smiles_csv", csv_path=str(path), target_columns="b"))
+  assert dataset.values[0, 0] == 2.0
   path.write_text("smiles,y\nCCO,n/a\n")
   with pytest.raises(ValueError, match=r"mine.csv:2: no numeric target"):
-    moleculenet.load_regression_set(_data_config(name="smiles_csv", csv_path=str(path)))
+    moleculenet.load_labelled_set(_data_config(name="smiles_csv", csv_path=str(path)))
 
 
 # Splits.
@@ -206,7 +208,7 @@ def test_random_split_fractions_and_seeds():
 
 
 def test_scaffold_split_keeps_scaffolds_disjoint():
-  smiles, _ = molecule_files.read_regression_csv(shared_data_path("moleculenet/esol.csv"))
+  smiles, _, _ = molecule_files.read_labelled_csv(shared_data_path("moleculenet/esol.csv"))
   split = molecule_splits.scaffold_split(smiles)
   scaffolds = [molecule_splits.murcko_scaffold(s) for s in smiles]
   sets = [{s for s, k in zip(scaffolds, split) if k == part} for part in range(3)]

@@ -43,16 +43,17 @@ def text_lines(path: pathlib.Path, skipped: collections.Counter | None = None):
     raise DataError(f"{path}: cannot read it ({e}); the file is corrupt or truncated.") from e
 
 
-def find_column(header: Sequence[str], name: str, path) -> int:
-  """Index of column `name` in `header` (exact match first, then case-insensitive)."""
+def find_column(header: Sequence[str], name: str, path,
+                fix: str = "Set data.smiles_column to one of them.") -> int:
+  """Index of column `name` in `header` (exact match first, then case-insensitive); a DataError
+  listing the columns and ending with `fix` otherwise."""
   stripped = [h.strip() for h in header]
   if name in stripped:
     return stripped.index(name)
   lowered = [h.lower() for h in stripped]
   if name.lower() in lowered:
     return lowered.index(name.lower())
-  raise DataError(f"{path} has no column {name!r}; its columns are {stripped}. Set "
-                  "data.smiles_column (or data.target_column) to one of them.")
+  raise DataError(f"{path} has no column {name!r}; its columns are {stripped}. {fix}")
 
 
 def _file_kind(path: pathlib.Path) -> str:
@@ -118,12 +119,67 @@ def _smi_smiles(lines, smiles_column: str) -> Iterator[str]:
     yield fields[0]
 
 
-def read_regression_csv(path: str | pathlib.Path, smiles_column: str = "smiles",
-                        target_column: str = "") -> tuple[list[str], np.ndarray]:
-  """SMILES and float targets [N, 1] from a UTF-8 CSV. `target_column=""` means the one column
-  that is not the SMILES column (a two-column `smiles,target` file). A row with a missing, non-
-  numeric or non-finite target, or a line that is not UTF-8, is a DataError naming the file and
-  line: a benchmark's rows are not dropped silently."""
+REGRESSION, BINARY, MULTILABEL = "regression", "binary", "multilabel"
+TASK_TYPES = (REGRESSION, BINARY, MULTILABEL)
+_BINARY_CELLS = {"0": 0.0, "1": 1.0, "0.0": 0.0, "1.0": 1.0, "": np.nan}
+
+
+def _target_indices(header: Sequence[str], smiles_index: int, target_columns: Sequence[str],
+                    path) -> list[int]:
+  if target_columns:
+    return [find_column(header, name, path, _COLUMN_FIX) for name in target_columns]
+  others = [i for i in range(len(header)) if i != smiles_index]
+  if not others:
+    raise DataError(f"{path} has only the SMILES column; it needs label or target columns.")
+  return others
+
+
+_COLUMN_FIX = ("Name the columns with --smiles_column / --target_columns (config: "
+               "data.csv_smiles_column / data.target_columns).")
+
+
+def _cell_value(cell: str, task_type: str, where: str, column: str) -> float:
+  """One label or target: a finite float (regression), 0/1/NaN for missing (binary)."""
+  cell = cell.strip()
+  if task_type != REGRESSION:
+    if cell not in _BINARY_CELLS:
+      raise DataError(f"{where}: column {column!r} holds {cell!r}; a {task_type} task takes 0, 1 "
+                      "or an empty cell (missing label). Fix the cell, or pass "
+                      "--task_type=regression for numeric targets.")
+    return _BINARY_CELLS[cell]
+  try:
+    value = float(cell)
+  except ValueError as e:
+    raise DataError(f"{where}: no numeric target in column {column!r} ({cell!r}); give a number "
+                    "or remove the row.") from e
+  if not np.isfinite(value):
+    raise DataError(f"{where}: the target in column {column!r} is {value}; give a finite number "
+                    "or remove the row.")
+  return value
+
+
+def read_labelled_csv(path: str | pathlib.Path, smiles_column: str = "smiles",
+                      target_columns: Sequence[str] = (), task_type: str = REGRESSION
+                      ) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
+  """SMILES and their labels or targets from a UTF-8 CSV.
+
+  Args:
+    path: the CSV, with a header line.
+    smiles_column: the SMILES column (exact name, else case-insensitive).
+    target_columns: the label / target columns; () = every column but the SMILES one (e.g. a
+      two-column `smiles,target` file).
+    task_type: "regression" (every cell a finite number), "binary" or "multilabel" (cells 0, 1
+      or empty = missing; "binary" is the one-column case).
+
+  Returns:
+    (smiles [N], values float32 [N, T] (NaN = missing label), the T column names).
+
+  Raises:
+    DataError, naming the file and line: a missing column, a bad cell (a regression row is never
+    dropped silently), a label column without any label, a line that is not UTF-8.
+  """
+  if task_type not in TASK_TYPES:
+    raise DataError(f"Unknown task type {task_type!r}; choose one of {TASK_TYPES}.")
   path = pathlib.Path(path)
   if not path.is_file():
     raise MissingInputError(f"No CSV at {path}.")
@@ -131,26 +187,21 @@ def read_regression_csv(path: str | pathlib.Path, smiles_column: str = "smiles",
   header = next(reader, None)
   if header is None:
     raise DataError(f"{path} is empty; it needs a header line and one molecule per row.")
-  smiles_index = find_column(header, smiles_column, path)
-  if target_column:
-    target_index = find_column(header, target_column, path)
-  else:
-    others = [i for i in range(len(header)) if i != smiles_index]
-    if len(others) != 1:
-      raise DataError(f"{path} has columns {header}; set data.target_column to the target.")
-    target_index = others[0]
-  smiles, targets = [], []
+  smiles_index = find_column(header, smiles_column, path, _COLUMN_FIX)
+  indices = _target_indices(header, smiles_index, target_columns, path)
+  names = tuple(header[i].strip() for i in indices)
+  smiles, rows = [], []
   for row in reader:
     if not any(cell.strip() for cell in row):
       continue
-    try:
-      target = float(row[target_index])
-    except (ValueError, IndexError) as e:
-      raise DataError(f"{path}:{reader.line_num}: no numeric target in column "
-                      f"{header[target_index]!r} ({e}).") from e
-    if not np.isfinite(target):
-      raise DataError(f"{path}:{reader.line_num}: the target in column {header[target_index]!r} "
-                      f"is {target}; give a finite number or remove the row.")
-    targets.append(target)
+    where = f"{path}:{reader.line_num}"
+    if len(row) <= max(smiles_index, *indices):
+      raise DataError(f"{where}: {len(row)} cells, but the header names {len(header)} columns.")
+    rows.append([_cell_value(row[i], task_type, where, header[i].strip()) for i in indices])
     smiles.append(row[smiles_index].strip())
-  return smiles, np.asarray(targets, np.float32)[:, None]
+  values = np.asarray(rows, np.float32).reshape(len(rows), len(indices))
+  empty = [name for name, column in zip(names, values.T) if np.isnan(column).all()]
+  if empty:
+    raise DataError(f"{path}: column(s) {empty} hold no label in any row; drop them from "
+                    "--target_columns (data.target_columns).")
+  return smiles, values, names

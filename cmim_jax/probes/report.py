@@ -102,6 +102,17 @@ def probe_markdown(report: Mapping) -> str:
                  "first principal components at the latent size, random_expansion = a fixed "
                  "random gelu layer on the mean encoding at the informative width; statistics "
                  "from each fit's training rows only.")
+  if info["kind"] == "binary":
+    lines.append(f"- Binary tasks ({len(info.get('task_names', [])) or 'all'}): one classifier per "
+                 "task, fitted on the rows labelled for it; roc_auc and pr_auc are the means over "
+                 "the tasks scored (missing labels left out).")
+  if "coverage_molecules" in info:
+    lines.append(f"- Coverage under the pretrained vocabulary: {info['coverage_truncated']} of "
+                 f"{info['coverage_molecules']} molecules cut to "
+                 f"{info['coverage_max_tokens']} tokens, {info['coverage_unknown_tokens']} of "
+                 f"{info['coverage_tokens']} tokens unknown.")
+  for reason in info.get("skipped_tasks", []):
+    lines.append(f"- Skipped: {reason}.")
   if report.get("reused"):
     lines.append(f"- Reused from an earlier run's partial results: "
                  f"{', '.join('/'.join(pair) for pair in report['reused'])}.")

@@ -1,4 +1,4 @@
-"""SMILES tasks: pretraining on a corpus (`data.name="smiles"`) and MoleculeNet regression sets.
+"""SMILES tasks: pretraining on a corpus (`data.name="smiles"`) and labelled molecule sets.
 
 Both feed token sequences int32 [N, max_length + 2] (BOS, tokens, EOS, PAD = 0) to the Perceiver /
 autoregressive-Transformer auto-encoder of `cmim_jax.models.sequence`. The vocabulary is built
@@ -24,8 +24,8 @@ from jax.sharding import Mesh
 
 from cmim_jax import embeddings
 from cmim_jax import sharding as sharding_lib
-from cmim_jax.data import (download, molecule_files, molecule_splits, moleculenet, molecules,
-                           streaming, token_file)
+from cmim_jax.data import (download, molecule_files, moleculenet, molecules, streaming,
+                           token_file)
 from cmim_jax.data import smiles as smiles_lib
 from cmim_jax.errors import ConfigError, DataError
 from cmim_jax.models import gaussian, sequence
@@ -279,40 +279,46 @@ class StreamedSmilesTask(SmilesTask):
 
 
 class MoleculeNetTask(_SmilesTaskBase):
-  """A regression set (ESOL, FreeSolv, Lipophilicity or a `smiles,target` CSV) for embedding and
-  probing, tokenised with the pretraining run's vocabulary (`data.vocab_path`).
+  """A labelled set (a MoleculeNet set or any CSV, regression, binary or multi-label; see
+  `cmim_jax.data.moleculenet`) for embedding and probing, tokenised with the pretraining run's
+  vocabulary (`data.vocab_path`) and its scheme, after the run's `data.canonicalize` /
+  `data.keep_stereo`.
 
   Molecules RDKit cannot parse are dropped (counted in the log); SMILES longer than
-  `data.max_length` tokens are truncated to it (counted), so every parsable molecule of the
-  benchmark keeps its row.
+  `data.max_length` tokens are cut to it, so every parsable molecule of the set keeps its row. The
+  coverage (molecules cut, tokens unknown to the vocabulary) is logged, with a warning above 1 %,
+  and stored in the embedding files as "coverage_*" counts.
   """
 
   embedding_splits = ("all",)
 
   def __init__(self, config: ml_collections.ConfigDict):
     if not config.data.get("vocab_path"):
-      raise ValueError(
+      raise ConfigError(
           f"data.name={config.data.name!r} needs data.vocab_path: the vocab.json written by the "
           "pretraining run (its saved config sets it; or pass --config.data.vocab_path=FILE).")
     super().__init__(config, smiles_lib.Vocabulary.load(config.data.vocab_path))
-    dataset = moleculenet.load_regression_set(config.data)
+    dataset = moleculenet.load_labelled_set(config.data)
     self.source = dataset.source
     self.smiles = dataset.smiles
-    self.targets = dataset.targets
-    tokenized = [smiles_lib.tokenize(s) for s in dataset.smiles]
-    num_truncated = sum(len(t) > self.max_tokens for t in tokenized)
-    tokens, num_unknown = smiles_lib.encode_batch(
+    keep_stereo = config.data.get("keep_stereo", True)
+    written = [molecules.canonicalize(s, keep_stereo)
+               if config.data.get("canonicalize") or not keep_stereo else s
+               for s in dataset.smiles]
+    tokenized = [self.vocab.tokenize(s) for s in written]
+    self.coverage = smiles_lib.coverage(self.vocab, tokenized, self.max_tokens)
+    self.coverage.report(f"{config.data.name} under the vocabulary of {config.data.vocab_path}")
+    tokens, _ = smiles_lib.encode_batch(
         self.vocab, [t[:self.max_tokens] for t in tokenized], self.max_tokens)
-    logging.info("%s: %d molecules; %d truncated to %d tokens; %d tokens outside the vocabulary "
-                 "mapped to %s.", config.data.name, len(tokens), num_truncated, self.max_tokens,
-                 num_unknown, smiles_lib.UNK)
     self.train_arrays = {"tokens": tokens}
-    self._annotations = {"targets": dataset.targets, **molecule_splits.split_annotations(
-        dataset.smiles, config.data.get("num_random_splits", 3))}
+    self._annotations = {**moleculenet.annotations(dataset,
+                                                   config.data.get("num_random_splits", 3)),
+                         **self.coverage.as_arrays()}
 
   def embedding_inputs(self, split: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Tokens int32 [N, L]; {"targets": float32 [N, 1], "split_random<k>", "split_scaffold":
-    int8 [N] (0/1/2 = train/valid/test)}."""
+    """Tokens int32 [N, L]; {"targets" or "binary_labels": float32 [N, T], "task_names" [T],
+    "split_random<k>", "split_scaffold": int8 [N] (0/1/2 = train/valid/test), "coverage_*":
+    int64 counts}."""
     if split not in self.embedding_splits:
       raise ValueError(f"Unknown split {split!r}; choose from {self.embedding_splits}.")
     return self.train_arrays["tokens"], dict(self._annotations)
@@ -328,10 +334,10 @@ def build_smiles_task(config: ml_collections.ConfigDict) -> SmilesTask:
   return SmilesTask(config)
 
 
-def build_regression_task(config: ml_collections.ConfigDict) -> MoleculeNetTask:
+def build_labelled_task(config: ml_collections.ConfigDict) -> MoleculeNetTask:
   return MoleculeNetTask(config)
 
 
 MOLECULE_TASK_BUILDERS = {
     "smiles": build_smiles_task,
-    **{name: build_regression_task for name in moleculenet.REGRESSION_DATASETS}}
+    **{name: build_labelled_task for name in moleculenet.LABELLED_DATASETS}}

@@ -39,7 +39,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = "smiles"  # Pretraining; "esol" / "freesolv" / "lipophilicity" / "smiles_csv".
+  config.data.name = "smiles"  # Pretraining; a labelled set: "esol", "bbbp", "tox21", ... (see
+  # cmim_jax/data/moleculenet.py) or "smiles_csv".
   config.data.corpus = "moses"  # Used when corpus_path is empty.
   config.data.corpus_path = ""  # A .csv/.csv.gz/.smi(.gz) corpus instead of MOSES.
   config.data.smiles_column = "SMILES"  # Column of corpus_path (case-insensitive).
@@ -68,9 +69,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.data.mirrors = ()  # () = the public download locations.
   config.data.download_timeout = 60.0
   config.data.download_sha256 = ""  # A digest you trust, for files without a pinned one.
-  config.data.csv_path = ""  # data.name="smiles_csv": a CSV with SMILES and a numeric target.
+  config.data.csv_path = ""  # data.name="smiles_csv": a CSV with SMILES and labels or targets.
   config.data.csv_smiles_column = "smiles"
-  config.data.target_column = ""  # "" = the one non-SMILES column.
+  config.data.target_columns = ""  # Comma-separated; "" = every non-SMILES column.
+  config.data.task_type = "regression"  # Of smiles_csv: "regression", "binary", "multilabel".
   config.data.num_random_splits = 3  # Random 80/10/10 splits (seeds 0..n-1) beside the scaffold.
 
   config.model = ml_collections.ConfigDict()
