@@ -26,9 +26,9 @@ flags.mark_flags_as_required(["data", "output"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  data_config = ml_collections.ConfigDict(dict(
-      data_dir=_DATA_DIR.value, download_sha256=_DOWNLOAD_SHA256.value, csv_path="",
-      **molecule_flags.data_overrides()))
+  data_config = ml_collections.ConfigDict(
+      {"data_dir": _DATA_DIR.value, "download_sha256": _DOWNLOAD_SHA256.value, "csv_path": "",
+       **molecule_flags.data_overrides()})
   path = ecfp4.write_ecfp4_features(data_config, _OUTPUT.value)
   logging.info("Wrote %s.", path)
 

@@ -88,7 +88,19 @@ def canonicalize(smiles: str, keep_stereo: bool = True) -> str | None:
   """
   with quiet_rdkit():
     mol = rdkit_chem().MolFromSmiles(smiles)
-  return None if mol is None else rdkit_chem().MolToSmiles(mol, isomericSmiles=keep_stereo)
+  return None if mol is None else rdkit_smiles(mol, keep_stereo)
+
+
+def rdkit_smiles(mol, keep_stereo: bool = True) -> str:
+  """RDKit's canonical SMILES of `mol`; without stereo also without isotopes, so hydrogens that
+  were explicit only for their isotope (`[2H]`) become implicit."""
+  Chem = rdkit_chem()  # pylint: disable=invalid-name
+  if not keep_stereo:
+    mol = Chem.Mol(mol)
+    for atom in mol.GetAtoms():
+      atom.SetIsotope(0)
+    mol = Chem.RemoveHs(mol)
+  return Chem.MolToSmiles(mol, isomericSmiles=keep_stereo)
 
 
 def is_valid_smiles(smiles: str) -> bool:
@@ -122,7 +134,7 @@ def filter_smiles(smiles: Sequence[str], max_tokens: int | None, *, canonical: b
           counts.invalid += 1
           continue
         if canonical:
-          s = Chem.MolToSmiles(mol, isomericSmiles=keep_stereo)
+          s = rdkit_smiles(mol, keep_stereo)
       try:
         tokens = smiles_lib.tokenize(s, scheme)
       except smiles_lib.TokenizeError:
