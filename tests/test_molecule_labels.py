@@ -29,6 +29,7 @@ from cmim_jax.data import smiles as smiles_lib
 from cmim_jax.probes import evaluate, suite
 from experiments.configs import molecules as molecules_config
 from tests.conftest import shared_data_path
+from tests.test_molecules_train import tiny_smiles_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -124,21 +125,9 @@ def pretrained(tmp_path_factory):
   folder = tmp_path_factory.mktemp("pretrained")
   corpus = folder / "moses.csv"
   corpus.write_text("SMILES\n" + "\n".join(_moses_excerpt("train.csv.gz", 0, 300)) + "\n")
-  config = molecules_config.get_config()
-  config.data.corpus_path = str(corpus)
+  config = tiny_smiles_config(corpus)
   config.data.max_length = 0
   config.data.max_length_percentile = 90.0
-  config.data.num_test_molecules = 24
-  config.data.batch_size = 16
-  for field, value in dict(num_latents=2, latent_dim=4, width=16, num_heads=2, encoder_layers=1,
-                           decoder_layers=1).items():
-    config.model[field] = value
-  config.train.num_steps = 2
-  config.train.log_every_steps = 1
-  config.checkpoint.every_steps = 2
-  config.eval.batch_size = 16
-  config.eval.num_molecules = 16
-  config.eval.num_prior_samples = 16
   summary = training.train_and_evaluate(config, folder / "run")
   return folder / "run", summary
 
