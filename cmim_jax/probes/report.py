@@ -122,7 +122,9 @@ def probe_markdown(report: Mapping) -> str:
   rows = []
   for probe, by_embedding in results.items():
     metrics = list(dict.fromkeys(m for by_m in by_embedding.values() for m in by_m))
-    first = next(iter(next(iter(by_embedding.values())).values()))
+    if not metrics:  # Every task of every fit skipped (see the "Skipped:" lines).
+      continue
+    first = next(summary for by_m in by_embedding.values() for summary in by_m.values())
     fitted = (", ".join(map(str, first["train_rows"])), ", ".join(map(str, first["seeds"])))
     for metric in metrics:
       rows.append([probe, metric, *fitted] + [_value(by_embedding.get(e, {}).get(metric))
