@@ -188,7 +188,7 @@ def label_csvs(tmp_path_factory):
   multi.write_text("SMILES,amide,has_s,rare\n"
                    + "".join(f"{r[0]},{r[2]},{r[3]},{r[4]}\n" for r in rows))
   return {"binary": (binary, "smiles", "active", "binary"),
-          "multi": (multi, "SMILES", "has_o,has_s,rare", "multilabel")}
+          "multi": (multi, "SMILES", "amide,has_s,rare", "multilabel")}
 
 
 @pytest.mark.parametrize("kind", ["binary", "multi"])
