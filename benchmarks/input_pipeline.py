@@ -23,7 +23,7 @@ import jax
 from absl import app, flags
 
 from cmim_jax import objectives, sharding, training
-from cmim_jax.data import molecules, streaming
+from cmim_jax.data import molecule_files, streaming
 from cmim_jax.tasks import molecules as molecule_tasks
 from experiments.configs import molecules as molecules_config
 
@@ -44,7 +44,7 @@ def main(argv):
   corpus = pathlib.Path(_CORPUS.value)
   if _NUM_SMILES.value:
     corpus = workdir / "corpus.smi"
-    lines = itertools.islice(molecules.iter_smiles_file(_CORPUS.value), _NUM_SMILES.value)
+    lines = itertools.islice(molecule_files.iter_smiles_file(_CORPUS.value), _NUM_SMILES.value)
     corpus.write_text("SMILES\n" + "\n".join(lines) + "\n")
   config = molecules_config.get_config()
   config.data.corpus_path = str(corpus)

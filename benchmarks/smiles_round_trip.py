@@ -9,7 +9,7 @@ many satisfy decode(encode(s)) == s.
 
 from absl import app, flags
 
-from cmim_jax.data import molecules
+from cmim_jax.data import molecule_files
 from cmim_jax.data import smiles as smiles_lib
 
 _TRAIN = flags.DEFINE_string("train", None, "SMILES file whose tokens make the vocabulary.")
@@ -21,8 +21,8 @@ flags.mark_flags_as_required(["train", "test"])
 def main(argv):
   del argv
   vocab = smiles_lib.build_vocabulary(
-      smiles_lib.tokenize(s) for s in molecules.read_smiles_file(_TRAIN.value, _COLUMN.value))
-  test = molecules.read_smiles_file(_TEST.value, _COLUMN.value)
+      smiles_lib.tokenize(s) for s in molecule_files.read_smiles_file(_TRAIN.value, _COLUMN.value))
+  test = molecule_files.read_smiles_file(_TEST.value, _COLUMN.value)
   untokenizable = unknown = round_trips = 0
   for s in test:
     try:

@@ -145,7 +145,7 @@ def _check_data(c: _Checker, method_name: Any, num_devices: int | None) -> None:
   elif num_devices and sharding_lib.batch_size_problem(batch, num_devices):
     c.problems.append(sharding_lib.batch_size_problem(batch, num_devices))
   if data_name in _SEQUENCE_DATA:
-    c.check("data.max_length", _int_at_least(1), 56, optional=True)
+    c.check("data.max_length", _int_at_least(0), 56, optional=True)
     c.check("data.num_test_molecules", _int_at_least(1), 2000, optional=True)
     c.check("data.max_train_molecules", _int_at_least(0), 0, optional=True)
   elif data_name == "toy2d":

@@ -5,6 +5,10 @@ checkpoint, or `--step=N`, and the data set it was trained on, or `--data_name=N
 registered task whose inputs the model accepts). Same inputs, same bytes.
 
   python -m experiments.embed --workdir=/tmp/cmim_mnist --split=train,test
+
+A SMILES model embeds any labelled molecule set with `--data` (see `experiments.molecule_flags`):
+  python -m experiments.embed --workdir=/tmp/cmim_smiles --data=mine.csv \
+      --smiles_column=smiles --target_columns=active --task_type=binary --out_dir=/tmp/mine/embeddings
 """
 
 import pathlib
@@ -13,7 +17,7 @@ import time
 from absl import app, flags, logging
 
 from cmim_jax import embedding
-from experiments import cli
+from experiments import cli, molecule_flags
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory holding checkpoints/.")
 _SPLIT = flags.DEFINE_list("split", None, "Splits to embed; default: every split of the task.")
@@ -36,7 +40,8 @@ def main(argv):
   start = time.perf_counter()
   logging.info("Restoring the checkpoint in %s and loading its data ...", _WORKDIR.value)
   trained = embedding.load_trained(_WORKDIR.value, step=_STEP.value, data_name=_DATA_NAME.value,
-                               data_dir=_DATA_DIR.value)
+                                   data_dir=_DATA_DIR.value,
+                                   data_overrides=molecule_flags.data_overrides())
   logging.info("Restored step %d (method %s, data %s) in %.1f s.", trained.step,
                trained.config.loss.method, trained.config.data.name, time.perf_counter() - start)
   out_dir = pathlib.Path(_OUT_DIR.value or embedding.embeddings_dir(_WORKDIR.value))

@@ -23,7 +23,7 @@ import numpy as np
 from absl import flags, logging
 
 from cmim_jax import embedding
-from cmim_jax.data import molecules
+from cmim_jax.data import molecule_files, molecules
 from cmim_jax.data import smiles as smiles_lib
 from cmim_jax.errors import ConfigError
 from cmim_jax.generation import latent_optimization as lo
@@ -111,12 +111,12 @@ def main(argv):
       raise ConfigError(f"{workdir} is not a SMILES run (data.name={trained.config.data.name!r}).")
     if pool is None:
       if _START_FILE.value:
-        pool = molecules.read_smiles_file(_START_FILE.value)
+        pool = molecule_files.read_smiles_file(_START_FILE.value)
       else:
         data = ml_collections.ConfigDict(trained.config.data.to_dict())
         if _DATA_DIR.value:
           data.data_dir = _DATA_DIR.value
-        pool = molecules.read_smiles_file(molecules.moses_file("test", data)[0])
+        pool = molecule_files.read_smiles_file(molecules.moses_file("test", data)[0])
     for task in tasks:
       starts = start_molecules(pool, trained, preset, task, _SEED.value)
       for optimizer in OPTIMIZERS:

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from cmim_jax import checkpointing, config_validation, embedding, errors, tasks, training
-from cmim_jax.data import idx, mnist, molecules
+from cmim_jax.data import idx, mnist, molecule_files, molecules
 from cmim_jax.embedding import files as embedding_files
 from experiments.configs import fashion_mnist as fashion_config
 from experiments.configs import mnist as mnist_config
@@ -202,24 +202,24 @@ def test_download_with_a_bad_checksum_is_refused_and_not_cached(synthetic_mnist_
 def test_empty_corpus_is_an_error_naming_the_file(tmp_path):
   (tmp_path / "empty.csv").write_text("")
   with pytest.raises(errors.DataError, match=r"empty.csv is empty"):
-    molecules.read_smiles_file(tmp_path / "empty.csv", "SMILES")
+    molecule_files.read_smiles_file(tmp_path / "empty.csv", "SMILES")
 
 
 def test_corpus_without_the_column_lists_its_columns(tmp_path):
   (tmp_path / "c.csv").write_text("id,structure\n1,CCO\n")
   with pytest.raises(errors.DataError, match=r"c.csv has no column 'SMILES'.*'structure'"):
-    molecules.read_smiles_file(tmp_path / "c.csv", "SMILES")
+    molecule_files.read_smiles_file(tmp_path / "c.csv", "SMILES")
 
 
 def test_non_utf8_line_is_named_or_skipped_and_counted(tmp_path, caplog):
   path = tmp_path / "corpus.csv"
   path.write_bytes(b"SMILES\nCCO\nC\xffC\nCCN\n")
   skipped = collections.Counter()
-  assert molecules.read_smiles_file(path, "SMILES", skipped) == ["CCO", "CCN"]
+  assert molecule_files.read_smiles_file(path, "SMILES", skipped) == ["CCO", "CCN"]
   assert skipped == {"not_utf8": 1}
   assert "corpus.csv:3: byte 0xff" in caplog.text
   with pytest.raises(errors.DataError, match=r"corpus.csv:3: byte 0xff at column 2 is not UTF-8"):
-    molecules.read_smiles_file(path, "SMILES")
+    molecule_files.read_smiles_file(path, "SMILES")
 
 
 def test_corrupt_gzip_corpus_is_named(tmp_path):
@@ -227,7 +227,7 @@ def test_corrupt_gzip_corpus_is_named(tmp_path):
   whole = gzip.compress(b"SMILES\n" + "".join(f"C{'C' * (i % 7)}O{i}\n" for i in range(2000)).encode())
   path.write_bytes(whole[:len(whole) // 2])
   with pytest.raises(errors.DataError, match="corpus.csv.gz: cannot read it"):
-    molecules.read_smiles_file(path, "SMILES")
+    molecule_files.read_smiles_file(path, "SMILES")
 
 
 def test_corpus_rows_are_skipped_and_counted_per_cause(tmp_path):
@@ -257,22 +257,22 @@ def test_the_task_s_row_counts_are_in_the_summary(run_copy, monkeypatch):
 
 @pytest.mark.parametrize("content, message", [
     ("smiles,y\nCCO,1.5\nCCN,n/a\n", r"mine.csv:3: no numeric target in column 'y'"),
-    ("smiles,y\nCCO,1.5\nCCN\n", r"mine.csv:3: no numeric target"),
+    ("smiles,y\nCCO,1.5\nCCN\n", r"mine.csv:3: 1 cells, but the header names 2 columns"),
     ("smiles,y\nCCO,nan\n", r"mine.csv:2: the target in column 'y' is nan"),
     ("smiles,y\nCCO,inf\n", r"mine.csv:2: the target .* is inf"),
     ("", r"mine.csv is empty"),
-    ("smiles,a,b\nCCO,1,2\n", r"mine.csv has columns .*data.target_column"),
+    ("smiles\nCCO\n", r"mine.csv has only the SMILES column"),
 ])
 def test_bad_moleculenet_targets_name_file_and_line(tmp_path, content, message):
   (tmp_path / "mine.csv").write_text(content)
   with pytest.raises(errors.DataError, match=message):
-    molecules.read_regression_csv(tmp_path / "mine.csv")
+    molecule_files.read_labelled_csv(tmp_path / "mine.csv")
 
 
 def test_non_utf8_moleculenet_file_names_file_and_line(tmp_path):
   (tmp_path / "mine.csv").write_bytes(b"smiles,y\nCCO,1\nC\xc3(C,2\n")
   with pytest.raises(errors.DataError, match=r"mine.csv:3: byte 0xc3 .* not UTF-8"):
-    molecules.read_regression_csv(tmp_path / "mine.csv")
+    molecule_files.read_labelled_csv(tmp_path / "mine.csv")
 
 
 def test_pickled_npz_is_refused_naming_the_file(tmp_path):

@@ -20,11 +20,11 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from cmim_jax import config_validation, errors, sharding
+from cmim_jax import config_validation, errors, sharding, training
+from cmim_jax.data import (batching, idx, labels, mnist, molecule_files, molecule_splits,
+                           moleculenet, molecules)
 from cmim_jax.embedding import compute as embeddings_lib
 from cmim_jax.embedding import files as embedding_files
-from cmim_jax import training
-from cmim_jax.data import batching, idx, labels, mnist, molecules
 from cmim_jax.probes import evaluate, report, suite, workflows
 from experiments import cli
 from experiments.paper import common
@@ -177,7 +177,7 @@ def test_batch_larger_than_the_data_is_a_config_error():
 def test_smiles_csv_without_csv_path_is_a_config_error():
   config = ml_collections.ConfigDict({"name": "smiles_csv", "csv_path": ""})
   with pytest.raises(errors.ConfigError, match="needs data.csv_path"):
-    molecules.load_regression_set(config)
+    moleculenet.load_labelled_set(config)
 
 
 def test_unknown_probe_and_embedding_are_config_errors():
@@ -310,7 +310,7 @@ def test_embedding_batch_is_capped_at_the_rows_and_must_be_positive():
 def test_a_200000_character_smiles_is_read_then_skipped_as_too_long(tmp_path):
   path = tmp_path / "corpus.csv"
   path.write_text("SMILES\nCCO\n" + "C" * 200_000 + "\nCCN\n")
-  smiles = molecules.read_smiles_file(path, "SMILES")
+  smiles = molecule_files.read_smiles_file(path, "SMILES")
   assert [len(s) for s in smiles] == [3, 200_000, 3]
   kept, _, counts = molecules.filter_smiles(smiles, max_tokens=56)
   assert kept == ["CCO", "CCN"] and counts.too_long == 1
@@ -319,8 +319,8 @@ def test_a_200000_character_smiles_is_read_then_skipped_as_too_long(tmp_path):
 def test_repeated_molecules_stay_in_one_split(caplog):
   smiles = [f"C{'C' * (i % 40)}O" for i in range(40)] + ["OCC", "C(C)O", "OC"] * 5
   with caplog.at_level(logging.WARNING):
-    splits = molecules.split_annotations(smiles, num_random_splits=3)
-  first = molecules.first_occurrences(smiles)
+    splits = molecule_splits.split_annotations(smiles, num_random_splits=3)
+  first = molecule_splits.first_occurrences(smiles)
   assert first[40] == 1 and first[41] == 1 and first[42] == 0  # OCC, C(C)O are CCO; OC is CO.
   for name, split in splits.items():
     for row, first_row in enumerate(first):

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmim_jax import checkpointing, embedding, molecules_baseline, objectives, tasks, training
+from cmim_jax import checkpointing, embedding, objectives, tasks, training
 from cmim_jax import sharding as sharding_lib
-from cmim_jax.data import batching
+from cmim_jax.data import batching, ecfp4
 from cmim_jax.data import smiles as smiles_lib
 from cmim_jax.tasks import molecules as molecule_tasks
 from experiments.configs import molecules as molecules_config
@@ -93,8 +93,9 @@ def test_cmim_pretraining_then_regression_embeddings(corpus_path, regression_csv
   assert inputs.shape == (num, 22) and inputs.dtype == np.int32
   assert np.any(inputs == smiles_lib.UNK_ID)  # [C@@H] and Br are not in the vocabulary.
   assert np.all(inputs[-1, 1:21] == vocab.tokens.index("C"))  # Truncated to max_length tokens.
-  assert sorted(annotations) == ["split_random0", "split_random1", "split_random2",
-                                 "split_scaffold", "targets"]
+  assert sorted(k for k in annotations if not k.startswith("coverage_")) == [
+      "split_random0", "split_random1", "split_random2", "split_scaffold", "targets", "task_names"]
+  assert int(annotations["coverage_truncated"]) == 1  # The 25-carbon chain.
   assert annotations["targets"].shape == (num, 1)
 
   model = task.build_model(saved.model)
@@ -111,11 +112,12 @@ def test_cmim_pretraining_then_regression_embeddings(corpus_path, regression_csv
   assert np.all(np.isfinite(embedded["informative"]))
 
   # The ECFP4 baseline describes the same molecules with the same annotations.
-  features = molecules_baseline.ecfp4_features(saved.data)
+  features = ecfp4.ecfp4_features(saved.data)
   assert features["ecfp4"].shape == (num, 2048)
   assert set(np.unique(features["ecfp4"])) <= {0.0, 1.0}
   for key, value in annotations.items():
-    np.testing.assert_array_equal(features[key], value, err_msg=key)
+    if not key.startswith("coverage_"):  # Coverage describes the tokens, not the fingerprints.
+      np.testing.assert_array_equal(features[key], value, err_msg=key)
 
 
 def test_resume_rejects_a_different_vocabulary(corpus_path, tmp_path):

@@ -42,7 +42,13 @@ def test_tokens_cover_tricky_smiles_and_round_trip(smiles):
 
 
 def test_tokenize_splits_multi_character_tokens():
-  assert smiles_lib.tokenize("C[C@@H](Cl)Br") == ["C", "[C@@H]", "(", "Cl", ")", "Br"]
+  assert smiles_lib.tokenize("C[C@@H](Cl)Br") == ["C", "[", "C", "@@", "H", "]", "(", "Cl", ")",
+                                                   "Br"]
+  assert smiles_lib.tokenize("C[C@@H](Cl)Br", smiles_lib.BRACKET_ATOMS) == [
+      "C", "[C@@H]", "(", "Cl", ")", "Br"]
+  assert smiles_lib.tokenize("[13CH3+]") == ["[", "13", "C", "H3", "+", "]"]
+  assert smiles_lib.tokenize("[Na+].[Cl-]") == ["[", "Na", "+", "]", ".", "[", "Cl", "-", "]"]
+  assert smiles_lib.tokenize("[CH2:12][Fe+2]") == ["[", "C", "H2", ":12", "]", "[", "Fe", "+2", "]"]
   assert smiles_lib.tokenize("C%12CC1%12") == ["C", "%12", "C", "C", "1", "%12"]
   assert smiles_lib.tokenize("F/C=C\\F") == ["F", "/", "C", "=", "C", "\\", "F"]
   assert smiles_lib.tokenize("Bc1ccccc1") == ["B", "c", "1", "c", "c", "c", "c", "c", "1"]

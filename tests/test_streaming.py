@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from cmim_jax import checkpointing, config_validation, sharding, training
-from cmim_jax.data import molecules, streaming, token_file
+from cmim_jax.data import molecule_files, molecules, streaming, token_file
 from cmim_jax.data import smiles as smiles_lib
 from cmim_jax.errors import ConfigError
 from tests.test_molecules_train import synthetic_smiles, tiny_smiles_config
@@ -35,8 +35,9 @@ def corpus(tmp_path_factory):
 
 def test_token_file_equals_in_memory_tokenisation(corpus, tmp_path, monkeypatch):
   monkeypatch.setattr(token_file, "_CHUNK", 16)  # Several chunks.
-  built = token_file.build_token_file(molecules.iter_smiles_file(corpus), tmp_path / "tokens", 20)
-  kept, tokenized, counts = molecules.filter_smiles(molecules.read_smiles_file(corpus), 20)
+  built = token_file.build_token_file(molecule_files.iter_smiles_file(corpus), tmp_path / "tokens",
+                                      20)
+  kept, tokenized, counts = molecules.filter_smiles(molecule_files.read_smiles_file(corpus), 20)
   vocab = smiles_lib.build_vocabulary(tokenized)
   expected, _ = smiles_lib.encode_batch(vocab, tokenized, 20)
   assert built.vocab == vocab and len(kept) == 175
@@ -50,8 +51,8 @@ def test_token_file_equals_in_memory_tokenisation(corpus, tmp_path, monkeypatch)
   assert len(built.source.rows(20)) == 155
   # A given vocabulary fixes the ids; tokens it lacks become UNK.
   small = smiles_lib.Vocabulary(smiles_lib.SPECIAL_TOKENS + ("C", "O"))
-  fixed = token_file.build_token_file(molecules.iter_smiles_file(corpus), tmp_path / "fixed", 20,
-                                      vocab=small)
+  fixed = token_file.build_token_file(molecule_files.iter_smiles_file(corpus), tmp_path / "fixed",
+                                      20, vocab=small)
   np.testing.assert_array_equal(fixed.tokens(), smiles_lib.encode_batch(small, tokenized, 20)[0])
 
 

@@ -31,16 +31,18 @@ from cmim_jax.data import smiles as smiles_lib
 
 TOKENS, VOCAB, INFO = "tokens.npy", "vocab.json", "info.json"
 _CHUNK = 8192  # SMILES filtered and written at a time.
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: the tokenizer scheme and keep_stereo are part of the folder name.
 
 
 def folder_name(path: pathlib.Path, smiles_column: str, max_tokens: int, canonical: bool,
-                vocab: smiles_lib.Vocabulary | None) -> str:
+                vocab: smiles_lib.Vocabulary | None, keep_stereo: bool = True) -> str:
   """A folder name for the token file of `path` with these settings, e.g. `train-3f2a...`: it
   changes when the file (its path, size or modification time) or a setting changes."""
   stat = path.stat()
   key = json.dumps([_FORMAT_VERSION, str(path.resolve()), stat.st_size, stat.st_mtime_ns,
-                    smiles_column, max_tokens, canonical, vocab and list(vocab.tokens)])
+                    smiles_column, max_tokens, canonical, keep_stereo,
+                    vocab.scheme if vocab else smiles_lib.DEFAULT_SCHEME,
+                    vocab and list(vocab.tokens)])
   return f"{path.name.split('.')[0]}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
@@ -67,16 +69,19 @@ def _provisional_rows(tokenized: list[list[str]], ids: dict[str, int], counts: c
 
 
 def build_token_file(smiles: Iterable[str], folder: str | pathlib.Path, max_tokens: int, *,
-                     canonical: bool = False, vocab: smiles_lib.Vocabulary | None = None,
+                     canonical: bool = False, keep_stereo: bool = True,
+                     vocab: smiles_lib.Vocabulary | None = None,
                      source: str = "") -> "TokenFile":
   """Filters, tokenises and writes `smiles` (any iterable, read once) into the token file `folder`.
 
   Args:
-    smiles: the corpus, e.g. `molecules.iter_smiles_file(path)`.
+    smiles: the corpus, e.g. `molecule_files.iter_smiles_file(path)`.
     folder: created (atomically: built beside it, then renamed); must not exist yet.
     max_tokens: longer SMILES are skipped (counted), as in `molecules.filter_smiles`.
     canonical: write RDKit's canonical SMILES.
-    vocab: the ids to use (tokens it lacks become UNK, counted); None: built from the corpus.
+    keep_stereo: False: RDKit's canonical SMILES without stereo marks and isotopes.
+    vocab: the ids (and tokenizer scheme) to use (tokens it lacks become UNK, counted); None:
+      built from the corpus with the default scheme.
     source: where `smiles` came from, kept in info.json.
 
   Returns:
@@ -88,18 +93,20 @@ def build_token_file(smiles: Iterable[str], folder: str | pathlib.Path, max_toke
   tmp.mkdir(parents=True)
   start = time.perf_counter()
   width = max_tokens + 2
+  scheme = vocab.scheme if vocab else smiles_lib.DEFAULT_SCHEME
   ids = {token: i for i, token in enumerate(smiles_lib.SPECIAL_TOKENS)}
   counts, filtered = collections.Counter(), molecules.FilterCounts()
   raw_path = tmp / "provisional.int32"
   with open(raw_path, "wb") as raw:
     for chunk in _chunks(smiles, _CHUNK):
-      _, tokenized, chunk_counts = molecules.filter_smiles(chunk, max_tokens, canonical=canonical)
+      _, tokenized, chunk_counts = molecules.filter_smiles(
+          chunk, max_tokens, canonical=canonical, keep_stereo=keep_stereo, scheme=scheme)
       for field in dataclasses.fields(filtered):
         setattr(filtered, field.name,
                 getattr(filtered, field.name) + getattr(chunk_counts, field.name))
       raw.write(_provisional_rows(tokenized, ids, counts, width).tobytes())
   if vocab is None:
-    vocab = smiles_lib.vocabulary_from_counts(counts)
+    vocab = smiles_lib.vocabulary_from_counts(counts, scheme=scheme)
   final_ids = np.array([vocab.token_ids([token])[0][0] for token in ids], np.int32)
   num_unknown = sum(c for token, c in counts.items() if final_ids[ids[token]] == smiles_lib.UNK_ID)
   with open(raw_path, "rb") as raw, open(tmp / TOKENS, "wb") as out:  # Plain reads and writes:
@@ -112,6 +119,7 @@ def build_token_file(smiles: Iterable[str], folder: str | pathlib.Path, max_toke
   raw_path.unlink()
   vocab.save(tmp / VOCAB)
   info = {"source": source, "max_tokens": max_tokens, "canonical": canonical,
+          "keep_stereo": keep_stereo,
           "rows": dataclasses.asdict(filtered), "unknown_tokens": num_unknown,
           "build_seconds": round(time.perf_counter() - start, 1)}
   (tmp / INFO).write_text(json.dumps(info, indent=1) + "\n")

@@ -6,7 +6,9 @@ Layout of `<workdir>/embeddings/<split>.npz` (N = examples):
   raw          float32 [N, P]  image tasks: the inputs, flattened, pixels in [0, 1] (the probes'
                                raw-input and PCA baselines, `cmim_jax.probes.controls`)
   labels       int [N]         classification tasks, or
-  targets      float [N, T]    regression tasks
+  targets      float [N, T]    regression tasks, or
+  binary_labels float32 [N, T] binary / multi-label tasks: 0, 1, NaN = missing label
+  task_names   str [T]         optional: the names of the T target or label columns
   split_<s>    int8 [N]        optional split schemes (0 train, 1 valid, 2 test) of data sets
                                without a fixed split; then the only split is "all"
   step         int64 []        the checkpoint step the embeddings come from
@@ -37,6 +39,8 @@ from cmim_jax.errors import DataError, MissingInputError
 EMBEDDING_KEYS = ("mean", "informative", "ecfp4", "raw")  # Feature sets the probes score.
 LABELS = "labels"
 TARGETS = "targets"
+BINARY_LABELS = "binary_labels"
+TASK_NAMES = "task_names"
 SPLIT_PREFIX = "split_"
 SPLIT_TRAIN, SPLIT_VALID, SPLIT_TEST = 0, 1, 2
 DATA_SOURCE = "data_source"

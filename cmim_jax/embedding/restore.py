@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import ml_collections
@@ -70,12 +70,14 @@ def _find_moved_assets(config: ml_collections.ConfigDict, workdir: pathlib.Path)
 
 def load_trained(workdir: str | pathlib.Path, step: int | None = None,
                  data_name: str | None = None, data_dir: str | None = None,
-                 devices: Sequence[jax.Device] | None = None) -> Trained:
+                 devices: Sequence[jax.Device] | None = None,
+                 data_overrides: Mapping[str, Any] | None = None) -> Trained:
   """Restores the parameters of the checkpoint at `step` (default: latest) in `workdir`.
 
   The model is rebuilt from the config saved with that checkpoint; no training code runs and the
   optimiser state is not read. `data_name` / `data_dir` override `config.data.name` /
-  `config.data.data_dir`, to embed another registered task or read the data from elsewhere.
+  `config.data.data_dir`, to embed another registered task or read the data from elsewhere;
+  `data_overrides` sets further `config.data` fields (e.g. a labelled CSV's `csv_path`).
   """
   checkpoint_dir = pathlib.Path(workdir) / "checkpoints"
   no_checkpoint = errors.MissingInputError(
@@ -95,6 +97,8 @@ def load_trained(workdir: str | pathlib.Path, step: int | None = None,
       config.data.name = data_name
     if data_dir:
       config.data.data_dir = data_dir
+    for key, value in (data_overrides or {}).items():
+      config.data[key] = value
     method = objectives.get_method(config.loss.method)
     with mnist.brief_fallback_notice():
       task = tasks.build_task(config)

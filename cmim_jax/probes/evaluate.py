@@ -91,6 +91,11 @@ class Evaluation:
   test_rows: np.ndarray
   scored_on: str = TEST
 
+  def describe(self) -> str:
+    """"random split, test fit (80 train rows, 10 scored)": what a log line or report names."""
+    return (f"{self.family or 'train/test'} split, {self.scored_on} fit ({len(self.train_rows)} "
+            f"train rows, {len(self.test_rows)} scored)")
+
   def label(self, metric: str) -> str:
     """"rmse" (train/test), "rmse@random" (test score) or "val_rmse@random" (validation)."""
     if self.family is None:
@@ -98,14 +103,18 @@ class Evaluation:
     return f"{'val_' if self.scored_on == VALID else ''}{metric}@{self.family}"
 
 
+Y_KEYS = {suite.CLASSIFICATION: embedding_files.LABELS, suite.REGRESSION: embedding_files.TARGETS,
+          suite.BINARY: embedding_files.BINARY_LABELS}
+
+
 def task_kind(arrays: Mapping[str, np.ndarray]) -> str:
-  """CLASSIFICATION when the file holds labels, REGRESSION when it holds targets."""
-  if embedding_files.LABELS in arrays:
-    return suite.CLASSIFICATION
-  if embedding_files.TARGETS in arrays:
-    return suite.REGRESSION
-  raise DataError(f"Embedding file holds neither {embedding_files.LABELS!r} nor "
-                  f"{embedding_files.TARGETS!r} (keys: {sorted(arrays)}); nothing to probe.")
+  """CLASSIFICATION when the file holds labels, REGRESSION when it holds targets, BINARY when it
+  holds binary_labels."""
+  for kind, key in Y_KEYS.items():
+    if key in arrays:
+      return kind
+  raise DataError(f"Embedding file holds none of {sorted(Y_KEYS.values())} (keys: "
+                  f"{sorted(arrays)}); nothing to probe.")
 
 
 def subsample(rows: np.ndarray, y: np.ndarray, max_train: int | None, kind: str) -> np.ndarray:
@@ -200,7 +209,7 @@ def plan(files: Mapping[str, Mapping[str, np.ndarray]]
   if {"train", "test"} <= set(files):
     train, test = files["train"], files["test"]
     kind = task_kind(train)
-    y_key = embedding_files.LABELS if kind == suite.CLASSIFICATION else embedding_files.TARGETS
+    y_key = Y_KEYS[kind]
     _check_rows("train", train, y_key)
     _check_rows("test", test, y_key)
     names = [k for k in embedding_files.EMBEDDING_KEYS if k in train and k in test]
@@ -213,7 +222,7 @@ def plan(files: Mapping[str, Mapping[str, np.ndarray]]
   if "all" in files:
     arrays = files["all"]
     kind = task_kind(arrays)
-    y_key = embedding_files.LABELS if kind == suite.CLASSIFICATION else embedding_files.TARGETS
+    y_key = Y_KEYS[kind]
     _check_rows("all", arrays, y_key)
     schemes = embedding_files.split_schemes(arrays)
     if not schemes:
@@ -264,7 +273,7 @@ def fit_probe(probe: suite.Probe, xs: Sequence[np.ndarray], y: np.ndarray,
   "train_rows", "seeds"}.
   """
   seeds = list(range(settings.num_seeds)) if probe.stochastic else [0]
-  record = {"values": {}, "chosen": [], "seconds": 0.0,
+  record = {"values": {}, "chosen": [], "seconds": 0.0, "skipped": [],
             "train_rows": [int(len(rows)) for _, rows in fits], "seeds": seeds}
   for x, (evaluation, train_rows) in zip(xs, fits):
     for seed in seeds:
@@ -276,6 +285,8 @@ def fit_probe(probe: suite.Probe, xs: Sequence[np.ndarray], y: np.ndarray,
       if outcome.chosen:
         record["chosen"].append(outcome.chosen)
       record["seconds"] += outcome.seconds
+      if seed == seeds[0]:  # The labels, hence the skipped tasks, do not depend on the seed.
+        record["skipped"] += [f"{evaluation.describe()}: {reason}" for reason in outcome.skipped]
   return record
 
 
@@ -298,6 +309,15 @@ def features_per_evaluation(features: Mapping[str, np.ndarray], evaluations: Seq
   return {name: [each[name] for each in derived] for name in derived[0]}
 
 
+def _name_tasks(reason: str, task_names: Sequence[str]) -> str:
+  """"task 3: ..." -> "task 3 (NR-ER): ..." given the files' task names."""
+  match = re.search(r"task (\d+):", reason)
+  if not match or int(match.group(1)) >= len(task_names):
+    return reason
+  task = int(match.group(1))
+  return reason.replace(match.group(0), f"task {task} ({task_names[task]}):")
+
+
 def _headline(record: Mapping[str, Any]) -> str:
   return ", ".join(f"{label} {np.mean(values):.4f}" for label, values in record["values"].items())
 
@@ -318,11 +338,15 @@ def run_probes(files: Mapping[str, Mapping[str, np.ndarray]],
      "chosen": {probe: {embedding: [hyper-parameters chosen on train, one per fit]}},
      "seconds": {probe: {embedding: total fit + score wall time}},
      "reused": [[probe, embedding] taken from `store`],
+     (binary sets: info["skipped_tasks"] lists "<fit>, task <t>: <why>" for each task a fit left
+      out because its train or test part holds a single class),
      "info": what was fitted on what (kind, layout, row counts, settings, checkpoint step, ...)}.
   """
   features, annotations, evaluations = plan(files)
-  kind = suite.CLASSIFICATION if embedding_files.LABELS in annotations else suite.REGRESSION
-  y = next(iter(annotations.values()))
+  first = next(iter(files.values()))
+  task_names = [str(n) for n in first.get(embedding_files.TASK_NAMES, [])]
+  y_key, y = next(iter(annotations.items()))
+  kind = next(kind for kind, key in Y_KEYS.items() if key == y_key)
   probes = suite.select_probes(kind, settings.probes)
   if settings.embeddings is None and not settings.controls:
     features = {k: v for k, v in features.items() if k not in controls.CONTROLS}
@@ -337,7 +361,7 @@ def run_probes(files: Mapping[str, Mapping[str, np.ndarray]],
   subsampled = [(evaluation, subsample(evaluation.train_rows, y, settings.max_train, kind))
                 for evaluation in evaluations]
   everything = [(evaluation, evaluation.train_rows) for evaluation in evaluations]
-  results, chosen, seconds, reused = {}, {}, {}, []
+  results, chosen, seconds, reused, skipped = {}, {}, {}, [], {}
   total = len(probes) * len(names)
   for number, (probe, name) in enumerate(((p, n) for p in probes for n in names), start=1):
     fits = everything if probe.all_rows else subsampled
@@ -363,8 +387,12 @@ def run_probes(files: Mapping[str, Mapping[str, np.ndarray]],
     if record["chosen"]:
       chosen.setdefault(probe.name, {})[name] = record["chosen"]
     seconds.setdefault(probe.name, {})[name] = record["seconds"]
+    for reason in record.get("skipped", []):
+      reason = _name_tasks(reason, task_names)
+      if reason not in skipped:
+        skipped[reason] = True
+        logging.warning("Skipped a task for %s: %s.", probe.name, reason)
 
-  first = next(iter(files.values()))
   info = {
       "kind": kind,
       "layout": "train/test" if evaluations[0].family is None else "split schemes",
@@ -379,6 +407,10 @@ def run_probes(files: Mapping[str, Mapping[str, np.ndarray]],
       "controls": [name for name in names if name in controls.CONTROLS],
       **{key: first[key].item() for key in ("step", "data_name", "method") if key in first},
       "data": data_provenance(files),
+      **({"task_names": task_names} if task_names else {}),
+      **{key: int(value) for key, value in first.items() if key.startswith("coverage_")},
   }
+  if skipped:
+    info["skipped_tasks"] = list(skipped)
   return {"results": results, "chosen": chosen, "seconds": seconds, "reused": reused,
           "info": info}

@@ -101,6 +101,17 @@ def probe_markdown(report: Mapping) -> str:
                  "first principal components at the latent size, random_expansion = a fixed "
                  "random gelu layer on the mean encoding at the informative width; statistics "
                  "from each fit's training rows only.")
+  if info["kind"] == "binary":
+    lines.append(f"- Binary tasks ({len(info.get('task_names', [])) or 'all'}): one classifier per "
+                 "task, fitted on the rows labelled for it; roc_auc and pr_auc are the means over "
+                 "the tasks scored (missing labels left out).")
+  if "coverage_molecules" in info:
+    lines.append(f"- Coverage under the pretrained vocabulary: {info['coverage_truncated']} of "
+                 f"{info['coverage_molecules']} molecules cut to "
+                 f"{info['coverage_max_tokens']} tokens, {info['coverage_unknown_tokens']} of "
+                 f"{info['coverage_tokens']} tokens unknown.")
+  for reason in info.get("skipped_tasks", []):
+    lines.append(f"- Skipped: {reason}.")
   if report.get("reused"):
     lines.append(f"- Reused from an earlier run's partial results: "
                  f"{', '.join('/'.join(pair) for pair in report['reused'])}.")
@@ -110,7 +121,9 @@ def probe_markdown(report: Mapping) -> str:
   rows = []
   for probe, by_embedding in results.items():
     metrics = list(dict.fromkeys(m for by_m in by_embedding.values() for m in by_m))
-    first = next(iter(next(iter(by_embedding.values())).values()))
+    if not metrics:  # Every task of every fit skipped (see the "Skipped:" lines).
+      continue
+    first = next(summary for by_m in by_embedding.values() for summary in by_m.values())
     fitted = (", ".join(map(str, first["train_rows"])), ", ".join(map(str, first["seeds"])))
     for metric in metrics:
       rows.append([probe, metric, *fitted] + [_value(by_embedding.get(e, {}).get(metric))

@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
 from sklearn.multioutput import MultiOutputRegressor
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
@@ -35,7 +36,8 @@ from cmim_jax.probes import linear
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
-METRICS = {CLASSIFICATION: ("accuracy",), REGRESSION: ("rmse", "r2")}
+BINARY = "binary"  # One or more 0/1 tasks with missing labels (NaN): binary and multi-label sets.
+METRICS = {CLASSIFICATION: ("accuracy",), REGRESSION: ("rmse", "r2"), BINARY: ("roc_auc", "pr_auc")}
 LOWER_IS_BETTER = frozenset({"rmse"})
 
 
@@ -45,7 +47,8 @@ class Probe:
 
   Attributes:
     name: its key in results, e.g. "knn5_cosine".
-    kind: CLASSIFICATION or REGRESSION.
+    kind: CLASSIFICATION, REGRESSION or BINARY (fitted per task on the task's labelled rows,
+      scored by the probability of class 1).
     make_model: seed -> an unfitted scikit-learn model (it receives standardised features).
     grid: hyper-parameter name of the model -> candidate values, chosen by CV on train (by
       `fit_predict` itself when that is set).
@@ -143,7 +146,22 @@ REGRESSION_PROBES = (
           stochastic=True, default=False),
 )
 
-PROBES = {CLASSIFICATION: CLASSIFICATION_PROBES, REGRESSION: REGRESSION_PROBES}
+# Binary and multi-label tasks: one classifier per task, fitted on the rows labelled for it, whose
+# probability of class 1 is scored by ROC-AUC and PR-AUC. The JAX `linear` probe predicts classes
+# only, so the logistic regression takes its place.
+BINARY_PROBES = (
+    Probe("logistic_regression", BINARY, lambda seed: LogisticRegression(max_iter=1000),
+          grid={"C": _C_GRID}),
+    Probe("knn5_cosine", BINARY,
+          lambda seed: KNeighborsClassifier(n_neighbors=5, metric="cosine", algorithm="brute")),
+    Probe("mlp", BINARY, _mlp_classifier, stochastic=True),
+    Probe("random_forest", BINARY,
+          lambda seed: RandomForestClassifier(n_estimators=100, random_state=seed),
+          stochastic=True),
+)
+
+PROBES = {CLASSIFICATION: CLASSIFICATION_PROBES, REGRESSION: REGRESSION_PROBES,
+          BINARY: BINARY_PROBES}
 
 
 def select_probes(kind: str, names: Sequence[str] | None = None) -> tuple[Probe, ...]:
@@ -171,16 +189,37 @@ def build_estimator(probe: Probe, seed: int, num_targets: int = 1,
     grid = {f"regressor__{k}": v for k, v in grid.items()}
   if not grid:
     return estimator
-  splitter = StratifiedKFold if probe.kind == CLASSIFICATION else KFold
+  splitter = KFold if probe.kind == REGRESSION else StratifiedKFold
   return GridSearchCV(estimator, grid, cv=splitter(cv_folds, shuffle=True, random_state=seed),
-                      error_score="raise")
+                      scoring="roc_auc" if probe.kind == BINARY else None, error_score="raise")
+
+
+def binary_score(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, float]:
+  """ROC-AUC and PR-AUC (scikit-learn's `roc_auc_score` and `average_precision_score`), each the
+  mean over the tasks scored: a task counts when it has scores and both classes among its labelled
+  rows; rows with a missing label (NaN) or no score (NaN) are left out of its task.
+
+  y_true: [N, T] 0/1 labels, NaN = missing. y_score: [N, T] scores of class 1, NaN = none.
+  Returns {} when no task can be scored.
+  """
+  roc, pr = [], []
+  for labels, scores in zip(np.asarray(y_true).T, np.asarray(y_score).T):
+    rows = ~np.isnan(labels) & ~np.isnan(scores)
+    if len(np.unique(labels[rows])) < 2:
+      continue
+    roc.append(roc_auc_score(labels[rows], scores[rows]))
+    pr.append(average_precision_score(labels[rows], scores[rows]))
+  return {"roc_auc": float(np.mean(roc)), "pr_auc": float(np.mean(pr))} if roc else {}
 
 
 def score(kind: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-  """Accuracy for classification; RMSE and R^2 (each averaged over target columns) for regression.
+  """Accuracy for classification; RMSE and R^2 (each averaged over target columns) for regression;
+  ROC-AUC and PR-AUC (`binary_score`, y_pred the scores of class 1) for BINARY.
 
-  y_true, y_pred: [N] labels, or [N] / [N, T] targets.
+  y_true, y_pred: [N] labels, or [N] / [N, T] targets, or [N, T] binary labels and scores.
   """
+  if kind == BINARY:
+    return binary_score(y_true, y_pred)
   if kind == CLASSIFICATION:
     return {"accuracy": float(np.mean(y_true == y_pred))}
   y_true = np.asarray(y_true, np.float64).reshape(len(y_true), -1)
@@ -193,11 +232,62 @@ def score(kind: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]
 
 @dataclasses.dataclass(frozen=True)
 class ProbeOutcome:
-  """Test metrics of one fitted probe, its CV-chosen hyper-parameters and its wall time."""
+  """Test metrics of one fitted probe, its CV-chosen hyper-parameters and its wall time; for
+  BINARY the tasks left out, each as "task <t>: <why>", and the test scores [M, T]."""
 
   metrics: dict[str, float]
   chosen: dict[str, Any]
   seconds: float
+  skipped: tuple[str, ...] = ()
+  predictions: np.ndarray | None = None
+
+
+def one_class_problem(y_train: np.ndarray, y_test: np.ndarray) -> str | None:
+  """Why a binary task cannot be fitted and scored on these labelled rows, or None: its train or
+  test part holds a single class (or no labelled row)."""
+  for part, labels in (("train", y_train), ("test", y_test)):
+    classes = np.unique(labels)
+    if len(classes) < 2:
+      held = f"only class {int(classes[0])}" if len(classes) else "no labelled row"
+      return f"its {part} part holds {held} ({len(labels)} rows)"
+  return None
+
+
+def fit_predict_binary(probe: Probe, seed: int, x_train: np.ndarray, y_train: np.ndarray,
+                       x_test: np.ndarray, y_test: np.ndarray, cv_folds: int = 3
+                       ) -> tuple[np.ndarray, dict[str, dict[str, Any]], list[str]]:
+  """Fits `probe` per task on the rows labelled for it; scores of class 1 on its labelled test
+  rows.
+
+  Args:
+    x_train [N, F], y_train [N, T] (0/1, NaN = missing), x_test [M, F], y_test [M, T].
+
+  Returns:
+    (scores float [M, T], NaN where a test row is unlabelled or its task skipped; "task<t>" ->
+    the hyper-parameters chosen for it; "task <t>: <why>" per task skipped, see
+    `one_class_problem`).
+  """
+  scores = np.full(y_test.shape, np.nan)
+  chosen, skipped = {}, []
+  for task in range(y_train.shape[1]):
+    train_rows = ~np.isnan(y_train[:, task])
+    test_rows = ~np.isnan(y_test[:, task])
+    labels = y_train[train_rows, task].astype(np.int64)
+    problem = one_class_problem(labels, y_test[test_rows, task])
+    if problem:
+      skipped.append(f"task {task}: {problem}")
+      continue
+    # Stratified CV needs every class in every fold: fewer folds for a rare class, none below 2.
+    folds = min(cv_folds, int(np.bincount(labels).min()))
+    if folds >= 2 or not probe.grid:
+      estimator = build_estimator(probe, seed, cv_folds=max(folds, 2))
+    else:
+      estimator = Pipeline([("standardize", StandardScaler()), ("model", probe.make_model(seed))])
+    estimator.fit(x_train[train_rows], labels)
+    if isinstance(estimator, GridSearchCV):
+      chosen[f"task{task}"] = {k.rsplit("__", 1)[-1]: v for k, v in estimator.best_params_.items()}
+    scores[test_rows, task] = estimator.predict_proba(x_test[test_rows])[:, 1]
+  return scores, chosen, skipped
 
 
 def check_inputs(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
@@ -224,6 +314,11 @@ def fit_and_score(probe: Probe, seed: int, x_train: np.ndarray, y_train: np.ndar
   """Fits `probe` on (x_train [N, F], y_train [N] or [N, T]) and scores it on the test rows."""
   check_inputs(x_train, y_train, x_test, y_test)
   start = time.perf_counter()
+  if probe.kind == BINARY:
+    scores, chosen, skipped = fit_predict_binary(probe, seed, x_train, y_train, x_test, y_test,
+                                                 cv_folds)
+    return ProbeOutcome(binary_score(y_test, scores), chosen, time.perf_counter() - start,
+                        tuple(skipped), scores)
   if probe.kind == REGRESSION and y_train.ndim == 2 and y_train.shape[1] == 1:
     y_train, y_test = y_train[:, 0], y_test[:, 0]
   if probe.fit_predict is not None:

@@ -97,6 +97,8 @@ def _run_geometry(run_dir: pathlib.Path, max_points: int) -> dict[str, Any] | No
     path = embedding_files.embeddings_dir(run_dir) / f"{split}.npz"
     if path.is_file():
       arrays = embedding_files.load_npz(path)
+      if "mean" not in arrays:  # A baseline's features (ECFP4) have no latent geometry.
+        return None
       return {"split": split, **geometry.geometry(
           arrays["mean"], arrays.get(embedding_files.LABELS), max_points)}
   logging.warning("No test.npz or all.npz under %s: no geometry diagnostics for this run.",

@@ -1,4 +1,4 @@
-"""SMILES tasks: pretraining on a corpus (`data.name="smiles"`) and MoleculeNet regression sets.
+"""SMILES tasks: pretraining on a corpus (`data.name="smiles"`) and labelled molecule sets.
 
 Both feed token sequences int32 [N, max_length + 2] (BOS, tokens, EOS, PAD = 0) to the Perceiver /
 autoregressive-Transformer auto-encoder of `cmim_jax.models.sequence`. The vocabulary is built
@@ -23,7 +23,8 @@ from absl import logging
 from jax.sharding import Mesh
 
 from cmim_jax import sharding as sharding_lib
-from cmim_jax.data import download, molecules, streaming, token_file
+from cmim_jax.data import (download, molecule_files, moleculenet, molecules, streaming,
+                           token_file)
 from cmim_jax.data import smiles as smiles_lib
 from cmim_jax.embedding import compute as embedding_compute
 from cmim_jax.errors import ConfigError, DataError
@@ -115,35 +116,63 @@ class SmilesTask(_SmilesTaskBase):
 
   def __init__(self, config: ml_collections.ConfigDict):
     data = config.data
+    vocab = smiles_lib.Vocabulary.load(data.vocab_path) if data.vocab_path else None
+    scheme = vocab.scheme if vocab else smiles_lib.DEFAULT_SCHEME
     corpus = molecules.load_corpus(data, config.seed)
-    train, train_tokens, counts = molecules.filter_smiles(
-        corpus.train, data.max_length, canonical=data.canonicalize)
+    standardize = dict(canonical=data.canonicalize, keep_stereo=data.get("keep_stereo", True),
+                       scheme=scheme)
+    train, train_tokens, counts = molecules.filter_smiles(corpus.train, None, **standardize)
+    if not train_tokens:
+      raise DataError(f"No usable SMILES in the training corpus of {corpus.source} (see the skip "
+                      "counts in the log); check data.smiles_column.")
+    config = self._with_max_length(config, train_tokens)
+    train, train_tokens, counts = molecules.drop_longer(train, train_tokens, counts,
+                                                        config.data.max_length)
     counts.log("Training corpus")
     test, test_tokens, test_counts = molecules.filter_smiles(
-        corpus.test, data.max_length, canonical=data.canonicalize)
+        corpus.test, config.data.max_length, **standardize)
     test_counts.log("Held-out corpus")
     self.input_rows = {"file_rows_skipped": corpus.skipped_rows,
-                       "train": dataclasses.asdict(counts), "test": dataclasses.asdict(test_counts)}
+                       "train": dataclasses.asdict(counts), "test": dataclasses.asdict(test_counts),
+                       "max_length": self.max_length_report}
     if not train or not test:
       raise DataError(f"No usable SMILES left in the {'training' if not train else 'held-out'} "
                       f"corpus of {corpus.source} (see the skip counts in the log); check "
                       "data.smiles_column and data.max_length.")
-    if data.vocab_path:
-      vocab = smiles_lib.Vocabulary.load(data.vocab_path)
+    if vocab is not None:
       logging.info("Vocabulary of %d tokens from %s.", len(vocab), data.vocab_path)
     else:
-      vocab = smiles_lib.build_vocabulary(train_tokens)
-      logging.info("Vocabulary of %d tokens built from %d training SMILES.", len(vocab),
-                   len(train))
+      vocab = smiles_lib.build_vocabulary(train_tokens, scheme=scheme)
+      logging.info("Vocabulary of %d tokens (scheme %s) built from %d training SMILES.",
+                   len(vocab), scheme, len(train))
     super().__init__(config, vocab)
     self.source = corpus.source
     self.train_smiles, self.test_smiles = train, test
-    train_ids, train_unknown = smiles_lib.encode_batch(vocab, train_tokens, data.max_length)
-    self.test_tokens, test_unknown = smiles_lib.encode_batch(vocab, test_tokens, data.max_length)
+    train_ids, train_unknown = smiles_lib.encode_batch(vocab, train_tokens, self.max_tokens)
+    self.test_tokens, test_unknown = smiles_lib.encode_batch(vocab, test_tokens, self.max_tokens)
     if train_unknown or test_unknown:
       logging.warning("Tokens outside the vocabulary, mapped to %s: %d in training, %d held out.",
                       smiles_lib.UNK, train_unknown, test_unknown)
     self.train_arrays = {"tokens": train_ids}
+
+  def _with_max_length(self, config: ml_collections.ConfigDict,
+                       train_tokens: list[list[str]]) -> ml_collections.ConfigDict:
+    """`config` with `data.max_length` set (a copy) when it is 0: the
+    `data.max_length_percentile`-th percentile of the training corpus' token counts. Either way
+    the percentile and the share of the corpus the limit keeps are logged and kept for the
+    summary (`self.max_length_report`)."""
+    percentile = config.data.get("max_length_percentile", 99.9)
+    derived = smiles_lib.length_percentile(train_tokens, percentile)
+    if not config.data.max_length:
+      config = copy.deepcopy(config)
+      config.data.max_length = derived
+    max_length = config.data.max_length
+    kept = float(np.mean([len(t) <= max_length for t in train_tokens]))
+    self.max_length_report = {"max_length": max_length, f"percentile_{percentile:g}": derived,
+                              "fraction_kept": kept}
+    logging.info("data.max_length=%d keeps %.2f%% of the training SMILES whole; their %g-th "
+                 "length percentile is %d tokens.", max_length, 100 * kept, percentile, derived)
+    return config
 
   def save_assets(self, workdir: pathlib.Path,
                   config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -159,6 +188,7 @@ class SmilesTask(_SmilesTaskBase):
       self.vocab.save(path)
     config = copy.deepcopy(config)
     config.data.vocab_path = str(path)
+    config.data.max_length = self.max_tokens  # Fixes a derived one (data.max_length=0).
     return config
 
   embedding_splits = ("train", "test")
@@ -191,6 +221,10 @@ class StreamedSmilesTask(SmilesTask):
 
   def __init__(self, config: ml_collections.ConfigDict):  # pylint: disable=super-init-not-called
     data = config.data
+    if not data.max_length:
+      raise ConfigError("data.max_length=0 (derive it from the corpus) needs "
+                        "data.pipeline='device'; with 'stream' set it, e.g. to the percentile the "
+                        "log of a device-pipeline run on a sample of the corpus reports.")
     vocab = smiles_lib.Vocabulary.load(data.vocab_path) if data.vocab_path else None
     if data.get("corpus_path"):
       path, source, test = pathlib.Path(data.corpus_path), f"file:{data.corpus_path}", None
@@ -198,8 +232,8 @@ class StreamedSmilesTask(SmilesTask):
       path, source = molecules.moses_file("train", data)
       source = f"moses:{source}"
       test_path, _ = molecules.moses_file("test", data)
-      test = molecules.subsample(molecules.read_smiles_file(test_path), data.num_test_molecules,
-                                 np.random.default_rng(config.seed))
+      test = molecules.subsample(molecule_files.read_smiles_file(test_path),
+                                 data.num_test_molecules, np.random.default_rng(config.seed))
     tokens = self._token_file(path, data, vocab)
     vocab, self.token_file_info = tokens.vocab, tokens.info
     logging.info("Token file %s: %s", tokens.folder, tokens.info)
@@ -215,8 +249,9 @@ class StreamedSmilesTask(SmilesTask):
       test_rows = {"read": num_test, "kept": num_test}
       start = num_test
     else:
-      _, test_tokens, test_counts = molecules.filter_smiles(test, data.max_length,
-                                                            canonical=data.canonicalize)
+      _, test_tokens, test_counts = molecules.filter_smiles(
+          test, data.max_length, canonical=data.canonicalize,
+          keep_stereo=data.get("keep_stereo", True), scheme=vocab.scheme)
       self.test_tokens, _ = smiles_lib.encode_batch(vocab, test_tokens, data.max_length)
       test_rows, start = dataclasses.asdict(test_counts), 0
     stop = start + data.max_train_molecules if data.max_train_molecules > 0 else None
@@ -231,13 +266,14 @@ class StreamedSmilesTask(SmilesTask):
     """The token file of `path`, built by process 0 when absent (the others wait for it)."""
     column = data.smiles_column if data.get("corpus_path") else "SMILES"
     folder = pathlib.Path(data.get("token_file_dir") or download.cache_dir() / "token_files")
+    keep_stereo = data.get("keep_stereo", True)
     folder = folder / token_file.folder_name(path, column, data.max_length, data.canonicalize,
-                                             vocab)
+                                             vocab, keep_stereo)
     if not folder.is_dir() and jax.process_index() == 0:
       logging.info("Converting %s into the token file %s (once).", path, folder)
-      token_file.build_token_file(molecules.iter_smiles_file(path, column), folder,
-                                  data.max_length, canonical=data.canonicalize, vocab=vocab,
-                                  source=str(path))
+      token_file.build_token_file(molecule_files.iter_smiles_file(path, column), folder,
+                                  data.max_length, canonical=data.canonicalize,
+                                  keep_stereo=keep_stereo, vocab=vocab, source=str(path))
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices(f"token file {folder.name}")
     return token_file.TokenFile(folder)
@@ -247,12 +283,15 @@ class StreamedSmilesTask(SmilesTask):
 
 
 class MoleculeNetTask(_SmilesTaskBase):
-  """A regression set (ESOL, FreeSolv, Lipophilicity or a `smiles,target` CSV) for embedding and
-  probing, tokenised with the pretraining run's vocabulary (`data.vocab_path`).
+  """A labelled set (a MoleculeNet set or any CSV, regression, binary or multi-label; see
+  `cmim_jax.data.moleculenet`) for embedding and probing, tokenised with the pretraining run's
+  vocabulary (`data.vocab_path`) and its scheme, after the run's `data.canonicalize` /
+  `data.keep_stereo`.
 
   Molecules RDKit cannot parse are dropped (counted in the log); SMILES longer than
-  `data.max_length` tokens are truncated to it (counted), so every parsable molecule of the
-  benchmark keeps its row.
+  `data.max_length` tokens are cut to it, so every parsable molecule of the set keeps its row. The
+  coverage (molecules cut, tokens unknown to the vocabulary) is logged, with a warning above 1 %,
+  and stored in the embedding files as "coverage_*" counts.
   """
 
   embedding_splits = ("all",)
@@ -263,24 +302,27 @@ class MoleculeNetTask(_SmilesTaskBase):
           f"data.name={config.data.name!r} needs data.vocab_path: the vocab.json written by the "
           "pretraining run (its saved config sets it; or pass --config.data.vocab_path=FILE).")
     super().__init__(config, smiles_lib.Vocabulary.load(config.data.vocab_path))
-    dataset = molecules.load_regression_set(config.data)
+    dataset = moleculenet.load_labelled_set(config.data)
     self.source = dataset.source
     self.smiles = dataset.smiles
-    self.targets = dataset.targets
-    tokenized = [smiles_lib.tokenize(s) for s in dataset.smiles]
-    num_truncated = sum(len(t) > self.max_tokens for t in tokenized)
-    tokens, num_unknown = smiles_lib.encode_batch(
+    keep_stereo = config.data.get("keep_stereo", True)
+    written = [molecules.canonicalize(s, keep_stereo)
+               if config.data.get("canonicalize") or not keep_stereo else s
+               for s in dataset.smiles]
+    tokenized = [self.vocab.tokenize(s) for s in written]
+    self.coverage = smiles_lib.coverage(self.vocab, tokenized, self.max_tokens)
+    self.coverage.report(f"{config.data.name} under the vocabulary of {config.data.vocab_path}")
+    tokens, _ = smiles_lib.encode_batch(
         self.vocab, [t[:self.max_tokens] for t in tokenized], self.max_tokens)
-    logging.info("%s: %d molecules; %d truncated to %d tokens; %d tokens outside the vocabulary "
-                 "mapped to %s.", config.data.name, len(tokens), num_truncated, self.max_tokens,
-                 num_unknown, smiles_lib.UNK)
     self.train_arrays = {"tokens": tokens}
-    self._annotations = {"targets": dataset.targets, **molecules.split_annotations(
-        dataset.smiles, config.data.get("num_random_splits", 3))}
+    self._annotations = {**moleculenet.annotations(dataset,
+                                                   config.data.get("num_random_splits", 3)),
+                         **self.coverage.as_arrays()}
 
   def embedding_inputs(self, split: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Tokens int32 [N, L]; {"targets": float32 [N, 1], "split_random<k>", "split_scaffold":
-    int8 [N] (0/1/2 = train/valid/test)}."""
+    """Tokens int32 [N, L]; {"targets" or "binary_labels": float32 [N, T], "task_names" [T],
+    "split_random<k>", "split_scaffold": int8 [N] (0/1/2 = train/valid/test), "coverage_*":
+    int64 counts}."""
     if split not in self.embedding_splits:
       raise ConfigError(f"Unknown split {split!r}; choose from {self.embedding_splits}.")
     return self.train_arrays["tokens"], dict(self._annotations)
@@ -296,9 +338,10 @@ def build_smiles_task(config: ml_collections.ConfigDict) -> SmilesTask:
   return SmilesTask(config)
 
 
-def build_regression_task(config: ml_collections.ConfigDict) -> MoleculeNetTask:
+def build_labelled_task(config: ml_collections.ConfigDict) -> MoleculeNetTask:
   return MoleculeNetTask(config)
 
 
-MOLECULE_TASK_BUILDERS = {"smiles": build_smiles_task,
-                          **{name: build_regression_task for name in molecules.REGRESSION_DATASETS}}
+MOLECULE_TASK_BUILDERS = {
+    "smiles": build_smiles_task,
+    **{name: build_labelled_task for name in moleculenet.LABELLED_DATASETS}}

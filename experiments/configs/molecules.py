@@ -39,17 +39,22 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = "smiles"  # Pretraining; "esol" / "freesolv" / "lipophilicity" / "smiles_csv".
+  config.data.name = "smiles"  # Pretraining; a labelled set: "esol", "bbbp", "tox21", ... (see
+  # cmim_jax/data/moleculenet.py) or "smiles_csv".
   config.data.corpus = "moses"  # Used when corpus_path is empty.
   config.data.corpus_path = ""  # A .csv/.csv.gz/.smi(.gz) corpus instead of MOSES.
   config.data.smiles_column = "SMILES"  # Column of corpus_path (case-insensitive).
   config.data.data_dir = ""  # Folder with the files of data.name; "" = cache, then download.
-  # Tokens per SMILES, BOS/EOS excluded (MOSES has <= 54). Longer corpus SMILES are skipped;
-  # longer MoleculeNet SMILES are truncated (positions past the corpus lengths are never trained).
+  # Tokens per SMILES, BOS/EOS excluded (MOSES: 99.9 % have <= 49 with bracket atoms split into
+  # fields). Longer corpus SMILES are skipped; longer SMILES of a labelled set are cut to it and
+  # counted (positions past the corpus lengths are never trained). 0 = derive it: the
+  # max_length_percentile-th percentile of the training corpus' token counts (logged either way).
   config.data.max_length = 56
+  config.data.max_length_percentile = 99.9
   config.data.max_train_molecules = 50_000  # Random subset of the training corpus; 0 = all.
   config.data.num_test_molecules = 2_000  # Held out (MOSES: from its test file).
-  config.data.canonicalize = False  # True: train on RDKit canonical SMILES.
+  config.data.canonicalize = False  # True: RDKit canonical SMILES (explicit [H] atoms dropped).
+  config.data.keep_stereo = True  # False: canonical SMILES without stereo marks and isotopes.
   config.data.vocab_path = ""  # "" = build from the training corpus; the run fills it in.
   config.data.batch_size = 64  # Global; a multiple of the device count.
   # "device": the training set is placed on the devices and batches are gathered there (small
@@ -64,9 +69,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.data.mirrors = ()  # () = the public download locations.
   config.data.download_timeout = 60.0
   config.data.download_sha256 = ""  # A digest you trust, for files without a pinned one.
-  config.data.csv_path = ""  # data.name="smiles_csv": a CSV with SMILES and a numeric target.
+  config.data.csv_path = ""  # data.name="smiles_csv": a CSV with SMILES and labels or targets.
   config.data.csv_smiles_column = "smiles"
-  config.data.target_column = ""  # "" = the one non-SMILES column.
+  config.data.target_columns = ""  # Comma-separated; "" = every non-SMILES column.
+  config.data.task_type = "regression"  # Of smiles_csv: "regression", "binary", "multilabel".
   config.data.num_random_splits = 3  # Random 80/10/10 splits (seeds 0..n-1) beside the scaffold.
 
   config.model = ml_collections.ConfigDict()

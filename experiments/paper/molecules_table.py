@@ -35,7 +35,8 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from cmim_jax import checkpointing, files, molecules_baseline
+from cmim_jax import checkpointing, files
+from cmim_jax.data import ecfp4
 from cmim_jax.embedding import files as embedding_files
 from cmim_jax.errors import ConfigError
 from cmim_jax.probes import controls, evaluate
@@ -144,7 +145,7 @@ def probe_ecfp4(data_name: str, out_dir: pathlib.Path, settings: evaluate.ProbeS
   all.npz (once) and probes them and their PCA to `pca_dim`: {probe: {embedding: metrics}}."""
   path = embedding_files.embeddings_dir(out_dir) / "all.npz"
   if not path.exists():
-    arrays = molecules_baseline.ecfp4_features(ml_collections.ConfigDict(
+    arrays = ecfp4.ecfp4_features(ml_collections.ConfigDict(
         dict(name=data_name, data_dir=FLAGS.data_dir, num_random_splits=3)))
     arrays[controls.RAW] = arrays.pop("ecfp4")
     embedding_files.save_npz(path, arrays)

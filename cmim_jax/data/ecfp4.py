@@ -1,9 +1,9 @@
-"""The ECFP4 baseline: RDKit Morgan fingerprints (radius 2, 2048 bits) of a regression set.
+"""The ECFP4 baseline: RDKit Morgan fingerprints (radius 2, 2048 bits) of a labelled set.
 
 `ecfp4_features(data_config)` returns the fingerprints under the key "ecfp4" beside the same
-annotations (`targets`, `split_random<k>`, `split_scaffold`) that `MoleculeNetTask` gives its
-embeddings, for the same molecules in the same order (both read them with
-`molecules.load_regression_set`), so the probe tools score the fingerprints like an embedding.
+annotations (`targets` or `binary_labels`, `split_random<k>`, `split_scaffold`) that
+`MoleculeNetTask` gives its embeddings, for the same molecules in the same order (both read them
+with `moleculenet.load_labelled_set`), so the probe tools score the fingerprints like an embedding.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Sequence
 import ml_collections
 import numpy as np
 
-from cmim_jax.data import molecules
+from cmim_jax.data import moleculenet
 from cmim_jax.embedding import files as embedding_files
 
 ECFP4_RADIUS = 2
@@ -38,12 +38,12 @@ def ecfp4(smiles: Sequence[str], radius: int = ECFP4_RADIUS,
 
 
 def ecfp4_features(data_config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
-  """{"ecfp4": float32 [N, 2048], "targets": float32 [N, 1], "split_*": int8 [N]} of the
-  regression set `data_config.name` (see `molecules.load_regression_set`)."""
-  dataset = molecules.load_regression_set(data_config)
-  return {"ecfp4": ecfp4(dataset.smiles), "targets": dataset.targets,
-          **molecules.split_annotations(dataset.smiles,
-                                        data_config.get("num_random_splits", 3))}
+  """{"ecfp4": float32 [N, 2048], the labels or targets, "task_names", "split_*": int8 [N]} of
+  the labelled set `data_config.name` (see `moleculenet.load_labelled_set` and
+  `moleculenet.annotations`)."""
+  dataset = moleculenet.load_labelled_set(data_config)
+  return {"ecfp4": ecfp4(dataset.smiles), "data_name": np.str_(data_config.name),
+          **moleculenet.annotations(dataset, data_config.get("num_random_splits", 3))}
 
 
 def write_ecfp4_features(data_config: ml_collections.ConfigDict,
