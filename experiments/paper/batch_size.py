@@ -26,13 +26,10 @@ from __future__ import annotations
 
 import collections
 import pathlib
-import shutil
-import time
 
 import numpy as np
 from absl import flags
 
-from cmim_jax import files
 from cmim_jax.probes import evaluate
 from cmim_jax.probes import report as report_lib
 from experiments import cli
@@ -227,9 +224,9 @@ def report(preset_name: str, preset: dict, values: dict[str, dict], fits: dict[s
                                                                        differences[metric])
               for metric in values]
   return (
-      f"# Batch size, {preset['protocol'].replace('_', ' ')} ({preset_name} preset)\n\n"
-      f"Command: `{command}`  \nMachine: {common.machine_description()}; wall time "
-      f"{wall_s / 60:.1f} min (runs already done are not repeated).  \n"
+      common.report_header(
+          f"Batch size, {preset['protocol'].replace('_', ' ')} ({preset_name} preset)", command,
+          wall_s) +
       f"Runs: {', '.join(fits['z'])} x B in {list(batch_sizes)} x {preset['seeds']} seed(s), "
       f"{budget}, MLP {tuple(preset['hidden_sizes'])}, latent {preset['latent_dim']}, one "
       f"device.  \nProbes of the mean encoding: {probes}, fitted on {preset['max_train']} "
@@ -249,8 +246,7 @@ def figure_name(protocol: str) -> str:
 
 def main(argv):
   del argv
-  command = common.command_line("experiments.paper.batch_size")
-  start = time.perf_counter()
+  experiment = common.Experiment("experiments.paper.batch_size", FLAGS.preset)
   preset = preset_for(FLAGS.preset, FLAGS.protocol)
   if FLAGS.seeds:  # Fewer (or more) seeds than the preset; runs done already are reused.
     preset["seeds"] = FLAGS.seeds
@@ -278,11 +274,10 @@ def main(argv):
   fits = {metric: regressions(v) for metric, v in values.items()}
   differences = {metric: slope_differences(v) for metric, v in values.items()}
   figure = plot(values["z"], fits["z"], out_dir / figure_name(FLAGS.protocol))
-  wall_s = time.perf_counter() - start
-  common.write_json(out_dir / "results.json", {
-      "preset": FLAGS.preset, "settings": {k: list(v) if isinstance(v, tuple) else v
-                                            for k, v in preset.items()},
-      "machine": common.machine_description(), "wall_time_s": wall_s, "command": command,
+  wall_s = experiment.wall_s()
+  results_json = {
+      **experiment.provenance(wall_s), "settings": {k: list(v) if isinstance(v, tuple) else v
+                                                   for k, v in preset.items()},
       "runs": [{"method": m, "batch_size": b, "seed": s, "z": values["z"][m, b, s],
                 "steps": summary.get("step"), "train_wall_time_s": summary.get("wall_time_s"),
                 "probe": results[f"{m}_b{b}_seed{s}"]}
@@ -291,25 +286,20 @@ def main(argv):
       "fits": {metric: {m: vars(f) for m, f in by_method.items()}
                for metric, by_method in fits.items()},
       "slope_differences": {metric: {name: vars(d) for name, d in by_name.items()}
-                            for metric, by_name in differences.items()}})
-  files.write_atomic(out_dir / "report.md",
-      report(FLAGS.preset, preset, values, fits, differences, baselines, wall_s, command))
-  if FLAGS.figures:
-    pathlib.Path(FLAGS.figures).mkdir(parents=True, exist_ok=True)
-    shutil.copy(figure, pathlib.Path(FLAGS.figures) / figure.name)
-  print((out_dir / "report.md").read_text())
+                            for metric, by_name in differences.items()}}
+  common.write_outputs(
+      out_dir, results_json,
+      report(FLAGS.preset, preset, values, fits, differences, baselines, wall_s,
+             experiment.command),
+      figures=[figure], figures_dir=FLAGS.figures)
 
 
 def define_flags() -> None:
-  """The command-line flags (defined only when run as a script, so modules import cleanly)."""
-  flags.DEFINE_enum("preset", "smoke", list(PRESETS), "Scale of the experiment.")
+  """The shared flags (`common.define_flags`) and this script's own."""
+  common.define_flags(PRESETS, processes=True, figures=True)
   flags.DEFINE_enum("protocol", "fixed_steps", list(PROTOCOLS),
                     "fixed_steps (the paper's): the same optimiser steps at every B; "
                     "fixed_examples: the same training examples at every B.")
-  flags.DEFINE_string("out", "runs/paper", "Output folder (runs and report go below it).")
-  flags.DEFINE_string("data_dir", "", "MNIST IDX folder; '' = the loaders' default.")
-  flags.DEFINE_string("figures", "", "Also copy the figure here (e.g. docs/figures).")
-  flags.DEFINE_integer("processes", 1, "Parallel training processes.")
   flags.DEFINE_integer("seeds", 0, "Seeds per (method, B); 0 = the preset's.")
 
 

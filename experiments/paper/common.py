@@ -16,6 +16,7 @@ import hashlib
 import json
 import pathlib
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -456,3 +457,67 @@ def command_line(module: str) -> str:
 
 def write_json(path: pathlib.Path, value: Mapping[str, Any]) -> None:
   files.write_json_atomic(path, value, default=float)
+
+
+# ----------------------------------------------------------------------------- script scaffolding
+
+MNIST_DATA_DIR_HELP = "MNIST IDX folder; '' = the loaders' default."
+RERUN_NOTE = "runs already done are not repeated"
+
+
+def define_flags(presets: Mapping[str, Any], *, data_dir_help: str | None = MNIST_DATA_DIR_HELP,
+                 processes: bool = False, figures: bool = False) -> None:
+  """The flags every paper script shares: --preset, --out, and where asked --data_dir (None: no
+  such flag), --processes and --figures. Scripts call it (and define their own flags) only when
+  run as a script, so the modules import cleanly side by side."""
+  flags.DEFINE_enum("preset", "smoke", list(presets), "Scale of the experiment.")
+  flags.DEFINE_string("out", "runs/paper", "Output folder (runs and report go below it).")
+  if data_dir_help is not None:
+    flags.DEFINE_string("data_dir", "", data_dir_help)
+  if processes:
+    flags.DEFINE_integer("processes", 1, "Parallel training processes.")
+  if figures:
+    flags.DEFINE_string("figures", "", "Also copy the figures here (e.g. docs/figures).")
+
+
+@dataclasses.dataclass
+class Experiment:
+  """One run of a paper script: its command line, preset and start, which its results.json
+  (`provenance`) and its report (`report_header`) record."""
+
+  module: str
+  preset: str
+  command: str = ""
+  start: float = dataclasses.field(default_factory=time.perf_counter)
+
+  def __post_init__(self):
+    self.command = self.command or command_line(self.module)
+
+  def wall_s(self) -> float:
+    return time.perf_counter() - self.start
+
+  def provenance(self, wall_s: float) -> dict[str, Any]:
+    """The fields every results.json starts with."""
+    return {"preset": self.preset, "machine": machine_description(), "wall_time_s": wall_s,
+            "command": self.command}
+
+
+
+def report_header(title: str, command: str, wall_s: float, note: str = RERUN_NOTE) -> str:
+  """A report's start: '# title', the command, the machine and the wall time (with `note`)."""
+  return (f"# {title}\n\nCommand: `{command}`  \nMachine: {machine_description()}; wall time "
+          f"{wall_s / 60:.1f} min ({note}).  \n")
+
+
+def write_outputs(out_dir: pathlib.Path, results: Mapping[str, Any], report: str,
+                  name: str = "report", results_name: str = "results",
+                  figures: Sequence[pathlib.Path] = (), figures_dir: str = "") -> None:
+  """out_dir/<results_name>.json and out_dir/<name>.md, each written atomically; the figures copied
+  into `figures_dir` when one is given; the report printed."""
+  write_json(out_dir / f"{results_name}.json", results)
+  files.write_atomic(out_dir / f"{name}.md", report)
+  if figures_dir:
+    pathlib.Path(figures_dir).mkdir(parents=True, exist_ok=True)
+    for path in figures:
+      shutil.copy(path, pathlib.Path(figures_dir) / path.name)
+  print(report)

@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import collections
 import pathlib
-import time
 
 import ml_collections
 import numpy as np
 from absl import flags
 
-from cmim_jax import errors, files
+from cmim_jax import errors
 from cmim_jax.data import idx, mnist
 from experiments import cli
 from experiments.configs import mnist as mnist_config
@@ -295,32 +294,30 @@ def rows_sentence(preset: dict) -> str:
           "not used).")
 
 
-def write_baselines(out_dir: pathlib.Path, baselines: dict[str, dict[str, float]], command: str,
-                    wall_s: float) -> None:
+def write_baselines(out_dir: pathlib.Path, baselines: dict[str, dict[str, float]],
+                    experiment: common.Experiment) -> None:
   """out_dir/{baselines.json, baselines.md}: `common.pixel_baselines` of the --preset's split."""
   preset = PRESETS[FLAGS.preset]
-  common.write_json(out_dir / "baselines.json", {
-      "preset": FLAGS.preset, "machine": common.machine_description(), "wall_time_s": wall_s,
-      "command": command, "num_train": preset["num_train"],
-      "num_validation": preset["num_validation"], "baselines": baselines})
-  files.write_atomic(out_dir / "baselines.md",
-      f"# Baselines of the contrastive sweep ({FLAGS.preset} preset)\n\n"
-      f"Command: `{command}`  \nMachine: {common.machine_description()}; wall time "
-      f"{wall_s / 60:.1f} min.  \n{rows_sentence(preset)} {common.PIXEL_BASELINES_NOTE}\n\n"
-      + baselines_table(baselines) + "\n")
-  print((out_dir / "baselines.md").read_text())
+  wall_s = experiment.wall_s()
+  common.write_outputs(
+      out_dir, {**experiment.provenance(wall_s), "num_train": preset["num_train"],
+                "num_validation": preset["num_validation"], "baselines": baselines},
+      common.report_header(f"Baselines of the contrastive sweep ({FLAGS.preset} preset)",
+                           experiment.command, wall_s, note="no runs")
+      + f"{rows_sentence(preset)} {common.PIXEL_BASELINES_NOTE}\n\n"
+      + baselines_table(baselines) + "\n",
+      name="baselines", results_name="baselines")
 
 
 def main(argv):
   del argv
-  command = common.command_line("experiments.paper.contrastive_sweep")
-  start = time.perf_counter()
+  experiment = common.Experiment("experiments.paper.contrastive_sweep", FLAGS.preset)
   preset = PRESETS[FLAGS.preset]
   out_dir = pathlib.Path(FLAGS.out) / f"contrastive_sweep_{FLAGS.preset}"
   data_dir = validation_split(FLAGS.data_dir, out_dir / "data", preset)
   baselines = common.pixel_baselines(data_dir, preset["latent_dims"])
   if FLAGS.baselines_only:
-    write_baselines(out_dir, baselines, command, time.perf_counter() - start)
+    write_baselines(out_dir, baselines, experiment)
     return
   keys = run_keys(preset)
   workdirs = {key: out_dir / "runs" / run_name(key) for key in keys}
@@ -331,17 +328,14 @@ def main(argv):
     summaries[key] = dict(summaries[key],
                           **{LINEAR_SCORE: common.linear_accuracy_of_mean(workdirs[key])})
   rows = aggregate(summaries)
-  wall_s = time.perf_counter() - start
-  common.write_json(out_dir / "results.json", {
-      "preset": FLAGS.preset, "settings": {k: list(v) if isinstance(v, tuple) else v
-                                            for k, v in preset.items()},
-      "machine": common.machine_description(), "wall_time_s": wall_s, "command": command,
+  wall_s = experiment.wall_s()
+  common.write_outputs(out_dir, {
+      **experiment.provenance(wall_s), "settings": {k: list(v) if isinstance(v, tuple) else v
+                                                   for k, v in preset.items()},
       "baselines": baselines, "rows": rows,
-      "runs": [{"name": run_name(k), **summaries[k]} for k in keys]})
-  files.write_atomic(out_dir / "report.md",
-      f"# When does the contrastive term act? ({FLAGS.preset} preset)\n\n"
-      f"Command: `{command}`  \nMachine: {common.machine_description()}; wall time "
-      f"{wall_s / 60:.1f} min (runs already done are not repeated).  \n"
+      "runs": [{"name": run_name(k), **summaries[k]} for k in keys]},
+      common.report_header(f"When does the contrastive term act? ({FLAGS.preset} preset)",
+                           experiment.command, wall_s) +
       f"Runs: {len(keys)} ({preset['seeds']} seed(s) per setting), {preset['num_steps']} steps "
       f"of {preset['batch_size']}, MLP {tuple(preset['hidden_sizes'])}. {rows_sentence(preset)} "
       "val KNN-5 acc / val linear acc: KNN-5 and JAX linear-probe accuracy of the mean encoding "
@@ -349,15 +343,11 @@ def main(argv):
       "diagnostics at the last log step (means over seeds).\n\n"
       + summary_sentences(rows) + "\n\n" + common.PIXEL_BASELINES_NOTE + "\n\n"
       + baselines_table(baselines) + "\n\n" + markdown_table(rows) + "\n")
-  print((out_dir / "report.md").read_text())
 
 
 def define_flags() -> None:
-  """The command-line flags (defined only when run as a script, so modules import cleanly)."""
-  flags.DEFINE_enum("preset", "smoke", list(PRESETS), "Scale of the experiment.")
-  flags.DEFINE_string("out", "runs/paper", "Output folder (runs and report go below it).")
-  flags.DEFINE_string("data_dir", "", "MNIST IDX folder; '' = the loaders' default.")
-  flags.DEFINE_integer("processes", 1, "Parallel training processes.")
+  """The shared flags (`common.define_flags`) and this script's own."""
+  common.define_flags(PRESETS, processes=True)
   flags.DEFINE_bool("baselines_only", False, "Write the split and the pixel baselines "
                     "(baselines.md, baselines.json) only; train nothing.")
 

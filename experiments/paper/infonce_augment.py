@@ -18,13 +18,11 @@ term). Writes OUT/<method>_augment_<preset>[_w<W>]/{report.md, results.json}.
 from __future__ import annotations
 
 import pathlib
-import time
 
 import ml_collections
 import numpy as np
 from absl import flags
 
-from cmim_jax import files
 from experiments import cli
 from experiments.paper import common, contrastive_sweep
 
@@ -100,8 +98,7 @@ def markdown_table(rows: list[dict], baselines: dict[str, dict[str, float]]) -> 
 
 def main(argv):
   del argv
-  command = common.command_line("experiments.paper.infonce_augment")
-  start = time.perf_counter()
+  experiment = common.Experiment("experiments.paper.infonce_augment", FLAGS.preset)
   preset = PRESETS[FLAGS.preset]
   weight = FLAGS.infonce_weight
   suffix = "" if weight == 1.0 else f"_w{weight:g}"
@@ -122,17 +119,14 @@ def main(argv):
     row["wall_time_s"].append(summary["wall_time_s"])
   rows = list(rows.values())
   best = max(rows, key=lambda r: np.mean(r["linear_accuracy"]))
-  wall_s = time.perf_counter() - start
-  common.write_json(out_dir / "results.json", {
-      "preset": FLAGS.preset, "machine": common.machine_description(), "wall_time_s": wall_s,
-      "command": command, "method": FLAGS.method, "infonce_weight": weight,
+  wall_s = experiment.wall_s()
+  common.write_outputs(out_dir, {
+      **experiment.provenance(wall_s), "method": FLAGS.method, "infonce_weight": weight,
       "raw_pixels_linear_accuracy": baselines[common.RAW_PIXELS]["linear_accuracy"],
       "baselines": baselines, "rows": rows,
-      "best": best["setting"]})
-  files.write_atomic(out_dir / "report.md",
-      f"# {FLAGS.method} augmentations on validation ({FLAGS.preset} preset)\n\n"
-      f"Command: `{command}`  \nMachine: {common.machine_description()}; wall time "
-      f"{wall_s / 60:.1f} min (runs already done are not repeated).  \n"
+      "best": best["setting"]},
+      common.report_header(f"{FLAGS.method} augmentations on validation ({FLAGS.preset} preset)",
+                           experiment.command, wall_s) +
       f"{FLAGS.method} (InfoNCE weight {weight:g}), {preset['seeds']} seed(s) per setting, "
       f"{preset['num_steps']} steps of {preset['batch_size']}, "
       f"MLP {tuple(preset['hidden_sizes'])}, on {preset['num_train']:,} MNIST training digits; "
@@ -140,14 +134,11 @@ def main(argv):
       "set is not used). Best on the mean linear-probe accuracy: "
       f"**{best['setting']}**. {common.PIXEL_BASELINES_NOTE}\n\n"
       + markdown_table(rows, baselines) + "\n")
-  print((out_dir / "report.md").read_text())
 
 
 def define_flags() -> None:
-  """The command-line flags (defined only when run as a script, so modules import cleanly)."""
-  flags.DEFINE_enum("preset", "smoke", list(PRESETS), "Scale of the experiment.")
-  flags.DEFINE_string("out", "runs/paper", "Output folder (runs and report go below it).")
-  flags.DEFINE_string("data_dir", "", "MNIST IDX folder; '' = the loaders' default.")
+  """The shared flags (`common.define_flags`) and this script's own."""
+  common.define_flags(PRESETS)
   flags.DEFINE_enum("method", "infonce", ["infonce", "infonce_x"], "The InfoNCE method trained.")
   flags.DEFINE_float("infonce_weight", 1.0, "infonce_x: weight of its InfoNCE term.")
 

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import collections
 import pathlib
-import time
 
 from absl import flags
 
-from cmim_jax import files
 from cmim_jax.probes import controls, evaluate
 from experiments import cli
 from experiments.configs import fashion_mnist as fashion_config
@@ -208,8 +206,7 @@ def markdown_table(table: dict[str, dict]) -> str:
 
 def main(argv):
   del argv
-  command = common.command_line("experiments.paper.mnist_table")
-  start = time.perf_counter()
+  experiment = common.Experiment("experiments.paper.mnist_table", FLAGS.preset)
   preset = PRESETS[FLAGS.preset]
   out_dir = pathlib.Path(FLAGS.out) / f"mnist_table_{FLAGS.preset}"
   datasets = {"mnist": FLAGS.data_dir}
@@ -237,17 +234,14 @@ def main(argv):
   if "fashion_mnist" not in datasets:
     sections.append("## fashion_mnist\n\nNot run: no --fashion_data_dir was given (Fashion-MNIST "
                     "has no offline fallback).")
-  wall_s = time.perf_counter() - start
+  wall_s = experiment.wall_s()
   probes = ", ".join(preset["probes"]) if preset["probes"] else "the full classification suite"
-  common.write_json(out_dir / "results.json", {
-      "preset": FLAGS.preset, "settings": {k: list(v) if isinstance(v, tuple) else v
-                                            for k, v in preset.items()},
-      "machine": common.machine_description(), "wall_time_s": wall_s, "command": command,
-      "tables": tables, "controls": control_tables})
-  files.write_atomic(out_dir / "report.md",
-      f"# Seven methods on MNIST ({FLAGS.preset} preset)\n\n"
-      f"Command: `{command}`  \nMachine: {common.machine_description()}; wall time "
-      f"{wall_s / 60:.1f} min (runs already done are not repeated).  \n"
+  common.write_outputs(out_dir, {
+      **experiment.provenance(wall_s), "settings": {k: list(v) if isinstance(v, tuple) else v
+                                                   for k, v in preset.items()},
+      "tables": tables, "controls": control_tables},
+      common.report_header(f"Seven methods on MNIST ({FLAGS.preset} preset)", experiment.command,
+                           wall_s) +
       f"Runs: {len(preset['methods'])} methods x {preset['seeds']} seed(s), "
       f"{preset['num_steps']} steps of {preset['batch_size']}, MLP "
       f"{tuple(preset['hidden_sizes'])}, latent {preset['latent_dim']}.  \n"
@@ -256,17 +250,13 @@ def main(argv):
       "split. z-scores and ranks per (probe, metric) over every (run, embedding) of the data "
       "set; +- is the std over seeds. The controls are scored against those z-scores without "
       "joining them; raw and pca are probed once per data set.\n\n" + "\n\n".join(sections) + "\n")
-  print((out_dir / "report.md").read_text())
 
 
 def define_flags() -> None:
-  """The command-line flags (defined only when run as a script, so modules import cleanly)."""
-  flags.DEFINE_enum("preset", "smoke", list(PRESETS), "Scale of the experiment.")
-  flags.DEFINE_string("out", "runs/paper", "Output folder (runs and report go below it).")
-  flags.DEFINE_string("data_dir", "", "MNIST IDX folder; '' = the loaders' default.")
+  """The shared flags (`common.define_flags`) and this script's own."""
+  common.define_flags(PRESETS, processes=True)
   flags.DEFINE_string(
       "fashion_data_dir", "", "Fashion-MNIST IDX folder; '' = skip Fashion-MNIST.")
-  flags.DEFINE_integer("processes", 1, "Parallel training processes.")
 
 
 if __name__ == "__main__":

@@ -28,14 +28,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-import time
 from typing import Any, Mapping, Sequence
 
 import ml_collections
 import numpy as np
 from absl import flags
 
-from cmim_jax import checkpointing, files
+from cmim_jax import checkpointing
 from cmim_jax.data import ecfp4
 from cmim_jax.embedding import files as embedding_files
 from cmim_jax.errors import ConfigError
@@ -264,8 +263,7 @@ def pretrained_workdirs(preset: dict, out_dir: pathlib.Path
 
 def main(argv):
   del argv
-  command = common.command_line("experiments.paper.molecules_table")
-  start = time.perf_counter()
+  experiment = common.Experiment("experiments.paper.molecules_table", FLAGS.preset)
   preset = PRESETS[FLAGS.preset]
   out_dir = pathlib.Path(FLAGS.out) / f"molecules_table_{FLAGS.preset}"
   workdirs, pretrain_summaries = pretrained_workdirs(preset, out_dir)
@@ -284,23 +282,22 @@ def main(argv):
                                             pca_dims[data_name])
   rows = table_rows(results, pca_dims)
   selected = {family: select_on_validation(rows, family) for family in FAMILIES}
-  wall_s = time.perf_counter() - start
-  common.write_json(out_dir / "results.json", {
-      "preset": FLAGS.preset, "machine": common.machine_description(), "wall_time_s": wall_s,
-      "command": command, "models": models, "pretrain_summaries": pretrain_summaries,
-      "pca_dims": pca_dims, "results": results, "rows": rows, "selected_on_validation": selected})
-  write_report(out_dir / "report.md", command, wall_s, preset, models, rows, selected)
-  print((out_dir / "report.md").read_text())
+  wall_s = experiment.wall_s()
+  common.write_outputs(out_dir, {
+      **experiment.provenance(wall_s), "models": models,
+      "pretrain_summaries": pretrain_summaries, "pca_dims": pca_dims, "results": results,
+      "rows": rows, "selected_on_validation": selected},
+      report(experiment.command, wall_s, preset, models, rows, selected))
 
 
-def write_report(path: pathlib.Path, command: str, wall_s: float, preset: dict,
-                 models: Mapping, rows: Sequence[Mapping], selected: Mapping) -> None:
+def report(command: str, wall_s: float, preset: dict, models: Mapping, rows: Sequence[Mapping],
+           selected: Mapping) -> str:
+  """The markdown report: the pretrained models, the rows selected on validation, every row."""
   probes = ", ".join(preset["probes"]) if preset["probes"] else "the full regression suite"
   mlp = " and the MLP on each mean encoding" if preset["mlp_on_mean"] else ""
   sections = [
-      f"# MoleculeNet regression ({FLAGS.preset} preset)", "",
-      f"Command: `{command}`  \nMachine: {common.machine_description()}; wall time "
-      f"{wall_s / 60:.1f} min (embedding and probing; pretraining done before is not counted).  \n"
+      common.report_header(f"MoleculeNet regression ({FLAGS.preset} preset)", command, wall_s,
+                           note="embedding and probing; pretraining done before is not counted") +
       f"Probes: {probes}{mlp} ({preset['num_seeds']} seed(s) of the stochastic ones). RMSE in the "
       "targets' units (log mol/L, kcal/mol, logD). Each split is fitted twice: on its train rows, "
       "scored on its valid rows (val), and on train+valid, scored on its test rows (test); mean "
@@ -315,14 +312,12 @@ def write_report(path: pathlib.Path, command: str, wall_s: float, preset: dict,
     sections += [f"### {family} split{'s' if family == 'random' else ''}", "",
                  *selected_markdown(selected[family], family), ""]
   sections += ["## Table 1: every row", "", *all_rows_markdown(rows), ""]
-  files.write_atomic(path, "\n".join(sections))
+  return "\n".join(sections)
 
 
 def define_flags() -> None:
-  """The command-line flags (defined only when run as a script, so modules import cleanly)."""
-  flags.DEFINE_enum("preset", "smoke", list(PRESETS), "Scale of the experiment.")
-  flags.DEFINE_string("out", "runs/paper", "Output folder (runs and report go below it).")
-  flags.DEFINE_string("data_dir", "", "Folder with the MoleculeNet CSVs; '' = download.")
+  """The shared flags (`common.define_flags`) and this script's own."""
+  common.define_flags(PRESETS, data_dir_help="Folder with the MoleculeNet CSVs; '' = download.")
   flags.DEFINE_list("workdirs", [], "Pretrained models as name=workdir pairs, e.g. "
                     "mim=/work/runs/molecules/mim,cmim=/work/runs/molecules/cmim; none = "
                     "pretrain MIM and cMIM here.")

@@ -12,13 +12,11 @@ results.json and PNGs.
 from __future__ import annotations
 
 import pathlib
-import shutil
-import time
 
 import numpy as np
 from absl import flags
 
-from cmim_jax import embedding, files
+from cmim_jax import embedding
 from cmim_jax.probes import report as report_lib
 from experiments import cli
 from experiments.configs import toy2d as toy2d_config
@@ -76,18 +74,16 @@ def report(results: dict, preset: str, wall_s: float, command: str) -> str:
         f"{mean['angle_rayleigh_p']:.3g} | {mean['angle_ks_statistic']:.3f} | "
         f"{mean['angle_ks_p']:.3g} | {mean['radius_mean']:.3f} | {mean['radius_std']:.3f} | "
         f"{mean['radius_coefficient_of_variation']:.3f} | {mean['reconstruction_loss']:.3f} |")
-  return (f"# 2-D toy: latent geometry ({preset} preset)\n\nCommand: `{command}`  \n"
-          f"Machine: {common.machine_description()}; wall time {wall_s / 60:.1f} min (runs already "
-          f"done are not repeated).  \nValues are means over seeds; p-values test uniformity of "
-          f"the mean encodings' angles (small p = not uniform).\n\n" + header + "\n".join(rows)
+  return (common.report_header(f"2-D toy: latent geometry ({preset} preset)", command, wall_s)
+          + "Values are means over seeds; p-values test uniformity of the mean encodings' angles "
+          "(small p = not uniform).\n\n" + header + "\n".join(rows)
           + "\n\n"
           "![points](toy2d_points.png)\n![angles](toy2d_angles.png)\n![radii](toy2d_radii.png)\n")
 
 
 def main(argv):
   del argv
-  command = common.command_line("experiments.paper.toy2d")
-  start = time.perf_counter()
+  experiment = common.Experiment("experiments.paper.toy2d", FLAGS.preset)
   preset = PRESETS[FLAGS.preset]
   out_dir = pathlib.Path(FLAGS.out) / f"toy2d_{FLAGS.preset}"
   results, latents = {}, {}
@@ -104,25 +100,12 @@ def main(argv):
         trained = embedding.load_trained(workdir)
         latents[method] = embedding.embed_arrays(trained, trained.task.points)["mean"]
   figures = plot(latents, out_dir)
-  wall_s = time.perf_counter() - start
-  common.write_json(out_dir / "results.json", {
-      "preset": FLAGS.preset, "machine": common.machine_description(), "wall_time_s": wall_s,
-      "command": command, "results": results})
-  files.write_atomic(out_dir / "report.md", report(results, FLAGS.preset, wall_s, command))
-  if FLAGS.figures:
-    pathlib.Path(FLAGS.figures).mkdir(parents=True, exist_ok=True)
-    for path in figures:
-      shutil.copy(path, pathlib.Path(FLAGS.figures) / path.name)
-  print((out_dir / "report.md").read_text())
-
-
-def define_flags() -> None:
-  """The command-line flags (defined only when run as a script, so modules import cleanly)."""
-  flags.DEFINE_enum("preset", "smoke", list(PRESETS), "Scale of the experiment.")
-  flags.DEFINE_string("out", "runs/paper", "Output folder (runs and report go below it).")
-  flags.DEFINE_string("figures", "", "Also copy the figures here (e.g. docs/figures).")
+  wall_s = experiment.wall_s()
+  common.write_outputs(out_dir, {**experiment.provenance(wall_s), "results": results},
+                       report(results, FLAGS.preset, wall_s, experiment.command),
+                       figures=figures, figures_dir=FLAGS.figures)
 
 
 if __name__ == "__main__":
-  define_flags()
+  common.define_flags(PRESETS, data_dir_help=None, figures=True)
   cli.run(main)
