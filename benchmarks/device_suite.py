@@ -59,12 +59,14 @@ class Plan:
   job_steps: int = 0  # 0: the config's own number of steps.
   eval_max_examples: int = 0  # 0: the whole splits.
   perceiver_eval_at_end: bool = True  # The runs' own KNN-5 beside the linear probe.
+  generative_eval: bool = True  # The likelihood bound, pictures and Frechet proxy at the end.
 
 
 FULL = Plan()
 TINY = Plan(dtypes=("bfloat16",), batch_sizes=(16,), step_seconds=0.0, step_repeats=1,
             dense_up_to=8, block_size=8, contrastive_batches=(64, 256), contrastive_block_size=32,
-            job_steps=2, eval_max_examples=64, perceiver_eval_at_end=False)
+            job_steps=2, eval_max_examples=64, perceiver_eval_at_end=False,
+            generative_eval=False)
 
 
 def device_info() -> dict[str, Any]:
@@ -118,6 +120,9 @@ def _config(plan: Plan, data_dir: str, variant: str = ""):
     config.train.log_every_steps = plan.job_steps
     config.checkpoint.every_steps = plan.job_steps
   config.eval.max_examples = plan.eval_max_examples
+  if not plan.generative_eval:
+    config.eval.likelihood_samples = 0
+    config.eval.pictures = config.eval.frechet = False
   return config
 
 

@@ -27,7 +27,7 @@ def tiny(config, encoder, data_dir):
                                 encoder_layers=1, decoder_memory_tokens=2)
   config.train.update(num_steps=2, log_every_steps=2)
   config.checkpoint.every_steps = 2
-  config.eval.update(batch_size=64, max_examples=256)
+  config.eval.update(batch_size=64, max_examples=256, likelihood_samples=2, likelihood_examples=32)
   return config
 
 
@@ -103,6 +103,8 @@ def test_colour_and_digits_train_under_the_8bit_likelihood(colour_npz, digits_me
   assert summary["test_bits_per_dim"] == pytest.approx(
       summary["test_reconstruction_loss"] / (32 * 32 * 3 * np.log(2)))
   assert 0 < summary["test_bits_per_dim"] < 16  # Trained a little from ~8 bits (uniform).
+  assert np.isfinite(summary["bits_per_dim_bound"])  # The importance-sampled bound, 8-bit pixels.
+  assert (tmp_path / "colour" / "samples.png").stat().st_size > 0  # Mean images of the logistic.
   assert set(report["results"]["knn5_cosine"]) == {"mean", "informative"}
 
   digits = tiny(npz_config.get_config(), encoder, digits_medmnist)
