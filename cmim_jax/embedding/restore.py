@@ -153,8 +153,8 @@ def embed_split(trained: Trained, split: str, batch_size: int | None = None,
   inputs, annotations = trained.task.embedding_inputs(split)
   raw = ({"raw": np.asarray(inputs, np.float32).reshape(len(inputs), -1)}
          if with_raw and trained.task.raw_inputs_are_features else {})
-  provenance = {embedding_files.DATA_SOURCE: np.str_(trained.task.source),
-                embedding_files.DATA_SHA256: np.str_(embedding_files.data_checksum(
+  provenance = {files.DATA_SOURCE: np.str_(trained.task.source),
+                files.DATA_SHA256: np.str_(files.data_checksum(
                     {"inputs": inputs, **annotations}))}
   return dict(embed_arrays(trained, inputs, batch_size), **raw, **annotations, **provenance,
               step=np.int64(trained.step), data_name=np.str_(trained.config.data.name),

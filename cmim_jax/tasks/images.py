@@ -103,7 +103,8 @@ class ImageTask(Task):
     embedding other images later checks them against it."""
     del workdir
     config = copy.deepcopy(config)
-    config.data.image_shape = tuple(int(d) for d in self.dataset.train_images.shape[1:])
+    with config.unlocked():
+      config.data.image_shape = tuple(int(d) for d in self.dataset.train_images.shape[1:])
     return config
 
   def preprocess(self, batch, key):
