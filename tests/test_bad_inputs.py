@@ -249,7 +249,13 @@ def test_corpus_rows_are_skipped_and_counted_per_cause(tmp_path):
 def test_the_task_s_row_counts_are_in_the_summary(run_copy, monkeypatch):
   workdir, config = run_copy
   counts = {"train": {"read": 9, "kept": 7, "invalid": 2}}
-  monkeypatch.setattr(tasks.images.ImageTask, "input_rows", counts)
+  build = tasks.images.ImageTask.__init__
+
+  def build_with_counts(task, *args, **kwargs):
+    build(task, *args, **kwargs)
+    task.input_rows = counts  # As a source that skipped rows would report them.
+
+  monkeypatch.setattr(tasks.images.ImageTask, "__init__", build_with_counts)
   summary = training.train_and_evaluate(config, workdir)  # Finished: evaluates only.
   assert summary["input_rows"] == counts
   assert json.loads((workdir / "summary.json").read_text())["input_rows"] == counts

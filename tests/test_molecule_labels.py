@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -350,7 +351,7 @@ def test_bad_label_files_fail_with_one_line(tmp_path, content, flags, message):
   lines = completed.stderr.strip().splitlines()
   assert completed.returncode == 2 and lines[-1].startswith("Error: "), completed.stderr[-2000:]
   assert sum(line.startswith("Error: ") for line in lines) == 1
-  with pytest.raises(errors.DataError, match=message):
+  with pytest.raises(errors.DataError, match=re.escape(message)):
     molecule_files.read_labelled_csv(path, "smiles", tuple(flags[0].split("=")[1].split(",")),
                                      "binary")
   assert not (tmp_path / "out.npz").exists()
