@@ -76,3 +76,14 @@ def regression_targets(values, source: str) -> np.ndarray:
     raise DataError(f"{source}: targets must be finite; {bad.sum()} are not (e.g. "
                     f"{_examples(values[bad])}).")
   return values
+
+
+def binary_labels(values, source: str) -> np.ndarray:
+  """0 / 1 labels per task with NaN for missing ones, [N, T] float64; a DataError naming `source`
+  and the bad values when any other value is present."""
+  values = np.asarray(values, np.float64)
+  bad = ~np.isnan(values) & (values != 0) & (values != 1)
+  if bad.any():
+    raise DataError(f"{source}: binary labels must be 0, 1 or missing (NaN); {int(bad.sum())} are "
+                    f"not (e.g. {_examples(values[bad])}).")
+  return values

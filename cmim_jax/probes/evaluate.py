@@ -166,13 +166,8 @@ def _checked_annotations(split: str, arrays: Mapping[str, np.ndarray], y_key: st
   source = f"{split}.npz {y_key!r}"
   if y_key == embedding_files.LABELS:
     return labels_lib.class_labels(arrays[y_key], source, min_classes=min_classes)
-  if y_key == embedding_files.BINARY_LABELS:  # 0 / 1 per task, NaN = missing.
-    values = np.asarray(arrays[y_key], np.float64)
-    bad = ~np.isnan(values) & (values != 0) & (values != 1)
-    if bad.any():
-      raise DataError(f"{source}: binary labels must be 0, 1 or missing (NaN); "
-                      f"{int(bad.sum())} are not (e.g. {values[bad][0]}).")
-    return values
+  if y_key == embedding_files.BINARY_LABELS:
+    return labels_lib.binary_labels(arrays[y_key], source)
   return labels_lib.regression_targets(arrays[y_key], source)
 
 
