@@ -117,13 +117,13 @@ hidden state before its output layer, at z = mean) and the labels."""),
 test = embedding.embed_split(trained, "test")
 print({k: v.shape for k, v in test.items() if hasattr(v, "shape") and v.ndim})"""),
     ("md", """## Two probes
-KNN-5 (cosine) and logistic regression from the probe suite: features standardised on the train
-rows, any hyper-parameter chosen by cross-validation on train only, scored on test. In the small
-setting they are fitted on 2,000 training rows."""),
+KNN-5 (cosine) and the linear probe (softmax regression in JAX) from the probe suite: features
+standardised on the train rows, the weight decay chosen on a validation split of the train rows,
+scored on test. In the small setting they are fitted on 2,000 training rows."""),
     ("code", """from cmim_jax.probes import suite
 
 rows = np.random.default_rng(0).permutation(len(train["labels"]))[:2000 if SMALL else None]
-for probe in suite.select_probes("classification", ["knn5_cosine", "logistic_regression"]):
+for probe in suite.select_probes("classification", ["knn5_cosine", "linear"]):
   for name in ("mean", "informative"):
     outcome = suite.fit_and_score(probe, 0, train[name][rows], train["labels"][rows],
                                   test[name], test["labels"])
@@ -156,6 +156,7 @@ about ten minutes). `MOSES_DIR` / `MOLECULENET_DIR` may point at local copies of
 means: download (SHA-256 checked) into the cache."""),
     ("code", """import os
 SMALL = True
+SMALL_STEPS = 150  # Pretraining steps with SMALL (otherwise the config's own).
 CHECKPOINT = ""
 MOSES_DIR = os.environ.get("CMIM_MOSES_DIR", "")
 MOLECULENET_DIR = os.environ.get("CMIM_MOLECULENET_DIR", "")"""),
@@ -172,8 +173,7 @@ if not CHECKPOINT:
   config = molecules.get_config("quick" if SMALL else "")
   config.data.data_dir = MOSES_DIR
   if SMALL:
-    config.train.num_steps = 150
-    config.checkpoint.every_steps = 150
+    config.train.num_steps = config.checkpoint.every_steps = SMALL_STEPS
     config.eval.num_molecules = config.eval.num_prior_samples = 100
   CHECKPOINT = tempfile.mkdtemp(prefix="cmim_smiles_")
   print(training.train_and_evaluate(config, CHECKPOINT))"""),
