@@ -1,6 +1,7 @@
 """Shared fixtures. Tests run on 8 simulated CPU devices so sharding is exercised everywhere."""
 
 import os
+import tempfile
 
 # Must happen before jax is imported anywhere. The last two flags skip LLVM's slow optimisations of
 # the CPU machine code (the XLA program is the same): tests compile many small programs and run
@@ -10,17 +11,42 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_backend_optimization_level=0"
                            " --xla_llvm_disable_expensive_passes=true").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# Entry points run by the tests keep no compilation cache in the user's home (a test that checks
-# the cache points it at a temporary folder).
-os.environ.setdefault("CMIM_JAX_COMPILATION_CACHE", "off")
+# One compilation cache per test run, shared by the xdist workers and the entry points they start
+# (never the user's home): many tests compile the same tiny programs, which then load instead.
+# CMIM_TEST_COMPILATION_CACHE=off compiles everything afresh.
+if os.environ.get("CMIM_TEST_COMPILATION_CACHE") == "off":
+  os.environ.setdefault("CMIM_JAX_COMPILATION_CACHE", "off")
+else:
+  os.environ.setdefault("CMIM_JAX_COMPILATION_CACHE", os.path.join(
+      tempfile.gettempdir(), f"cmim_jax_test_cache_{os.getuid()}",
+      os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))))
 
 import pathlib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import numpy as np
 import pytest
 
+from cmim_jax import compilation_cache
 from cmim_jax.data.idx import write_idx
 from experiments.configs import mnist as mnist_config
+
+compilation_cache.enable()  # In this process too, at the folder chosen above.
+
+# The files that take longest (minutes each on 2 cores) start first: `--dist loadfile` hands out
+# files in collection order, so two workers then finish together instead of one idling while the
+# other runs a long file at the end.
+LONGEST_FIRST = ("test_paper_experiments.py", "test_notebooks.py", "test_training.py",
+                 "test_bad_inputs_workdir.py", "test_molecule_labels.py", "test_molecules_train.py",
+                 "test_bad_inputs.py", "test_methods.py", "test_mixed_precision.py",
+                 "test_own_images_training.py", "test_losses.py", "test_generation_molecules.py")
+
+
+def pytest_collection_modifyitems(items):
+  def rank(item):
+    name = item.path.name
+    return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+  items.sort(key=rank)  # Stable: the order within a file is kept.
+
 
 SHARED_DATA = pathlib.Path(os.environ.get(
     "CMIM_SHARED_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))

@@ -53,6 +53,9 @@ def _overrides(config) -> list[str]:
           f"--config.eval.batch_size={config.eval.batch_size}",
           f"--config.eval.max_examples={config.eval.max_examples}",
           f"--config.eval.at_end={config.eval.at_end}",
+          f"--config.eval.likelihood_samples={config.eval.likelihood_samples}",
+          f"--config.eval.pictures={config.eval.pictures}",
+          f"--config.eval.frechet={config.eval.frechet}",
           "--config.distributed=True", "--config.compilation_cache_dir=off"]
 
 
@@ -106,6 +109,7 @@ def _records(workdir: pathlib.Path) -> list[dict]:
 
 # "device" passes too (the data set replicated on every process; 47 s on a 2-core machine): add it
 # here when changing how multi-process runs place data.
+@pytest.mark.slow
 @pytest.mark.parametrize("pipeline", ["stream"])
 def test_two_processes_equal_one_process_on_4_devices_and_resume(synthetic_mnist_dir, tmp_path,
                                                                  pipeline):
