@@ -475,7 +475,8 @@ def test_embed_beside_a_running_trainer_reads_a_verified_step_and_changes_nothin
   assert used in steps and used < 40  # Read while training ran.
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("signum, status", [
+    (signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)])
 def test_a_signal_saves_and_stops_and_the_resumed_run_is_bit_identical(trained_run, tmp_path,
                                                                        caplog, signum, status):
   caplog.set_level("INFO")

@@ -6,11 +6,14 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from benchmarks import device_suite
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_tiny_suite_writes_every_section(synthetic_mnist_dir, tmp_path):
   out = tmp_path / "suite.json"
   # One CPU device, like the one accelerator the suite is for (and it compiles faster than 8).

@@ -26,7 +26,8 @@ def _train(config, num_steps=3):
   return state.params, outputs, np.array(losses)
 
 
-@pytest.mark.parametrize("architecture", ["mlp", "conv", "perceiver"])
+@pytest.mark.parametrize("architecture", ["mlp", pytest.param("conv", marks=pytest.mark.slow),
+                                          "perceiver"])
 def test_bfloat16_trains_finite_and_close_to_float32(architecture):
   config = _config("cmim", architecture)
   params_32, _, losses_32 = _train(config)

@@ -191,7 +191,7 @@ def label_csvs(tmp_path_factory):
           "multi": (multi, "SMILES", "amide,has_s,rare", "multilabel")}
 
 
-@pytest.mark.parametrize("kind", ["binary", "multi"])
+@pytest.mark.parametrize("kind", ["binary", pytest.param("multi", marks=pytest.mark.slow)])
 def test_labelled_csv_embed_probe_compare_from_the_command_line(pretrained, label_csvs, kind,
                                                                 tmp_path):
   run_dir, _ = pretrained

@@ -32,6 +32,7 @@ def run_script(name: str, *args: str) -> None:
   assert completed.returncode == 0, completed.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_toy2d_smoke_writes_statistics_and_figures_and_resumes(tmp_path):
   figures = tmp_path / "figures"
   run_script("toy2d", f"--out={tmp_path}", f"--figures={figures}")
@@ -51,6 +52,7 @@ def test_toy2d_smoke_writes_statistics_and_figures_and_resumes(tmp_path):
   assert summary.stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_batch_size_smoke_fits_z_and_accuracy_against_log_batch_at_fixed_steps(
     tmp_path, synthetic_mnist_dir):
   run_script("batch_size", f"--out={tmp_path}", f"--data_dir={synthetic_mnist_dir}")
@@ -87,6 +89,7 @@ def test_batch_size_protocols_set_the_steps():
     batch_size.preset_for("cpu", "fixed_epochs")
 
 
+@pytest.mark.slow
 def test_mnist_table_smoke_ranks_methods_and_embeddings(tmp_path, synthetic_mnist_dir):
   # The synthetic digits stand in for Fashion-MNIST too: its table gets the same controls.
   run_script("mnist_table", f"--out={tmp_path}", f"--data_dir={synthetic_mnist_dir}",
@@ -123,6 +126,7 @@ def molecule_files(tmp_path):
   return tmp_path
 
 
+@pytest.mark.slow
 def test_molecules_table_smoke_pretrains_embeds_and_probes(tmp_path, molecule_files):
   run_script("molecules_table", f"--out={tmp_path / 'out'}", f"--data_dir={molecule_files}",
              f"--corpus_path={molecule_files / 'corpus.smi'}")
@@ -179,6 +183,7 @@ def test_molecules_workdirs_flag_takes_any_number_of_named_models():
       molecules_table.parse_workdirs(bad)
 
 
+@pytest.mark.slow
 def test_contrastive_sweep_smoke_scores_on_a_validation_split_from_train(tmp_path,
                                                                         synthetic_mnist_dir):
   run_script("contrastive_sweep", f"--out={tmp_path}", f"--data_dir={synthetic_mnist_dir}")
@@ -223,6 +228,7 @@ def test_contrastive_sweep_baselines_only_scores_the_pixels_and_trains_nothing(
   assert not (out / "runs").exists() and not (out / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_infonce_augment_smoke_scores_settings_and_raw_pixels_on_validation(tmp_path,
                                                                            synthetic_mnist_dir):
   run_script("infonce_augment", f"--out={tmp_path}", f"--data_dir={synthetic_mnist_dir}")

@@ -103,6 +103,7 @@ def _params(workdir):
   return step, params
 
 
+@pytest.mark.slow
 def test_killed_streaming_run_resumes_bit_identically(corpus, tmp_path):
   config = _stream_config(corpus, tmp_path / "token_files")
   devices = jax.devices()[:2]  # Each run on 2 devices: quicker to compile on a small machine.
