@@ -35,10 +35,12 @@ compilation_cache.enable()  # In this process too, at the folder chosen above.
 # The files that take longest (minutes each on 2 cores) start first: `--dist loadfile` hands out
 # files in collection order, so two workers then finish together instead of one idling while the
 # other runs a long file at the end.
-LONGEST_FIRST = ("test_paper_experiments.py", "test_notebooks.py", "test_training.py",
-                 "test_bad_inputs_workdir.py", "test_molecule_labels.py", "test_molecules_train.py",
-                 "test_bad_inputs.py", "test_methods.py", "test_mixed_precision.py",
-                 "test_own_images_training.py", "test_losses.py", "test_generation_molecules.py")
+LONGEST_FIRST = ("test_paper_experiments.py", "test_notebooks.py", "test_own_images_training.py",
+                 "test_device_suite.py", "test_streaming.py", "test_molecule_labels.py",
+                 "test_training.py", "test_bad_inputs_workdir.py", "test_bad_inputs.py",
+                 "test_methods.py", "test_losses.py", "test_sharded_objectives.py",
+                 "test_blockwise_losses.py", "test_diagnostics.py", "test_sequence_models.py",
+                 "test_molecules_train.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -35,6 +35,7 @@ def trained_runs(tiny_config, tmp_path):
   return runs
 
 
+@pytest.mark.slow
 def test_embed_probe_compare_end_to_end(trained_runs, tmp_path):
   cmim_dir = trained_runs["cmim"]
   run_cli("experiments.embed", f"--workdir={cmim_dir}")

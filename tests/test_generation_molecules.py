@@ -72,6 +72,7 @@ def smiles_run(tmp_path_factory):
   return corpus, workdir, training.train_and_evaluate(config, workdir)
 
 
+@pytest.mark.slow
 def test_smiles_run_bound_sampling_generation_and_optimization(smiles_run, tmp_path):
   """One test over one tiny trained run (trained once whatever the number of test workers)."""
   corpus, workdir, summary = smiles_run

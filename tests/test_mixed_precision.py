@@ -26,8 +26,9 @@ def _train(config, num_steps=3):
   return state.params, outputs, np.array(losses)
 
 
-@pytest.mark.parametrize("architecture", ["mlp", pytest.param("conv", marks=pytest.mark.slow),
-                                          "perceiver"])
+@pytest.mark.parametrize("architecture", [
+    "mlp", pytest.param("conv", marks=pytest.mark.slow),
+    pytest.param("perceiver", marks=pytest.mark.slow)])
 def test_bfloat16_trains_finite_and_close_to_float32(architecture):
   config = _config("cmim", architecture)
   params_32, _, losses_32 = _train(config)
@@ -42,6 +43,7 @@ def test_bfloat16_trains_finite_and_close_to_float32(architecture):
   assert not np.array_equal(losses_16, losses_32)  # The layers did compute in bfloat16.
 
 
+@pytest.mark.slow
 def test_sequence_model_in_bfloat16_scores_like_float32():
   config = _config()
   config.model.update(encoder="perceiver_seq", num_latents=2, latent_dim=4, width=16,

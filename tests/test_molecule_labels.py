@@ -133,6 +133,7 @@ def pretrained(tmp_path_factory):
   return folder / "run", summary
 
 
+@pytest.mark.slow
 def test_derived_max_length_is_reported_and_saved(pretrained):
   run_dir, summary = pretrained
   report = summary["input_rows"]["max_length"]
@@ -142,6 +143,7 @@ def test_derived_max_length_is_reported_and_saved(pretrained):
   assert summary["input_rows"]["train"]["too_long"] > 0  # The longest 10 % are skipped.
 
 
+@pytest.mark.slow
 def test_embedding_drug_like_smiles_reports_coverage(pretrained, tmp_path):
   run_dir, _ = pretrained
   path = tmp_path / "drugs.csv"
@@ -191,7 +193,8 @@ def label_csvs(tmp_path_factory):
           "multi": (multi, "SMILES", "amide,has_s,rare", "multilabel")}
 
 
-@pytest.mark.parametrize("kind", ["binary", pytest.param("multi", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["binary", "multi"])
 def test_labelled_csv_embed_probe_compare_from_the_command_line(pretrained, label_csvs, kind,
                                                                 tmp_path):
   run_dir, _ = pretrained

@@ -63,6 +63,7 @@ def tiny_smiles_config(corpus_path):
   return config
 
 
+@pytest.mark.slow
 def test_cmim_pretraining_then_regression_embeddings(corpus_path, regression_csv, tmp_path):
   assert jax.device_count() == 8
   config = tiny_smiles_config(corpus_path)

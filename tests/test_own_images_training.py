@@ -94,7 +94,8 @@ def digits_medmnist(tmp_path_factory):
   return path
 
 
-@pytest.mark.parametrize("encoder", ["conv", pytest.param("perceiver", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("encoder", ["conv", "perceiver"])
 def test_colour_and_digits_train_under_the_8bit_likelihood(colour_npz, digits_medmnist, tmp_path,
                                                            encoder):
   colour = tiny(npz_config.get_config(), encoder, colour_npz)

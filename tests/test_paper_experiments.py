@@ -213,6 +213,7 @@ def test_contrastive_sweep_smoke_scores_on_a_validation_split_from_train(tmp_pat
   assert report.index("| raw pixels |") < report.index("| PCA-4 |") < report.index("| mim |")
 
 
+@pytest.mark.slow
 def test_contrastive_sweep_baselines_only_scores_the_pixels_and_trains_nothing(
     tmp_path, synthetic_mnist_dir):
   run_script("contrastive_sweep", f"--out={tmp_path}", f"--data_dir={synthetic_mnist_dir}",
