@@ -38,6 +38,7 @@ from absl import app, flags, logging
 
 from benchmarks import contrastive_memory, train_step
 from cmim_jax import embedding, training
+from cmim_jax.generation import report
 from cmim_jax.probes import linear
 from experiments.configs import mnist as mnist_config
 
@@ -120,10 +121,7 @@ def _config(plan: Plan, data_dir: str, variant: str = ""):
     config.train.log_every_steps = plan.job_steps
     config.checkpoint.every_steps = plan.job_steps
   config.eval.max_examples = plan.eval_max_examples
-  if not plan.generative_eval:
-    config.eval.likelihood_samples = 0
-    config.eval.pictures = config.eval.frechet = False
-  return config
+  return config if plan.generative_eval else report.without_generative_eval(config)
 
 
 def mnist_job(plan: Plan, data_dir: str, workdir: pathlib.Path) -> dict[str, Any]:

@@ -6,8 +6,9 @@ import tempfile
 # Must happen before jax is imported anywhere. The last two flags skip LLVM's slow optimisations of
 # the CPU machine code (the XLA program is the same): tests compile many small programs and run
 # each for a few steps only, so this cuts their time by about half.
+_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=8"
+                           f" {_DEVICE_COUNT_FLAG}=8"
                            " --xla_backend_optimization_level=0"
                            " --xla_llvm_disable_expensive_passes=true").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -22,6 +23,7 @@ else:
       os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))))
 
 import pathlib  # pylint: disable=g-import-not-at-top,wrong-import-position
+import re  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import numpy as np
 import pytest
@@ -52,6 +54,13 @@ def pytest_collection_modifyitems(items):
 
 SHARED_DATA = pathlib.Path(os.environ.get(
     "CMIM_SHARED_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def xla_flags(device_count: int | None) -> str:
+  """This process's XLA flags (the same code generation) for a child process with `device_count`
+  simulated CPU devices, or None for the machine's real devices."""
+  setting = f"{_DEVICE_COUNT_FLAG}={device_count}" if device_count else ""
+  return re.sub(rf"{_DEVICE_COUNT_FLAG}=\d+", setting, os.environ["XLA_FLAGS"]).strip()
 
 
 def shared_data_path(relative: str) -> pathlib.Path:

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from benchmarks import device_suite
+from tests.conftest import xla_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -17,9 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def test_tiny_suite_writes_every_section(synthetic_mnist_dir, tmp_path):
   out = tmp_path / "suite.json"
   # One CPU device, like the one accelerator the suite is for (and it compiles faster than 8).
-  xla_flags = os.environ.get("XLA_FLAGS", "").replace(
-      "--xla_force_host_platform_device_count=8", "")
-  env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(ROOT), XLA_FLAGS=xla_flags)
+  env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(ROOT), XLA_FLAGS=xla_flags(None))
   subprocess.run(["bash", str(ROOT / "benchmarks" / "device_suite.sh"), "--tiny", f"--out={out}",
                   f"--data_dir={synthetic_mnist_dir}"], check=True, env=env, cwd=tmp_path,
                  capture_output=True, text=True, timeout=600)

@@ -12,7 +12,6 @@ import functools
 import json
 import os
 import pathlib
-import re
 import socket
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import numpy as np
 import pytest
 
 from cmim_jax import checkpointing, distributed, training
-from tests.conftest import make_tiny_config
+from tests.conftest import make_tiny_config, xla_flags
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TIMEOUT_S = 300
@@ -32,12 +31,6 @@ def _free_port() -> int:
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     return s.getsockname()[1]
-
-
-def _two_device_flags() -> str:
-  """This process's XLA flags (the same code generation as the reference run) with 2 devices."""
-  return re.sub(r"--xla_force_host_platform_device_count=\d+",
-                "--xla_force_host_platform_device_count=2", os.environ["XLA_FLAGS"])
 
 
 def _overrides(config) -> list[str]:
@@ -69,7 +62,7 @@ def _run_two_processes(config, workdir: pathlib.Path, logs: pathlib.Path) -> Non
     for process_id in range(2):
       env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
              "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(process_id),
-             "XLA_FLAGS": _two_device_flags()}
+             "XLA_FLAGS": xla_flags(2)}
       log = open(logs / f"process_{process_id}.log", "w",  # pylint: disable=consider-using-with
                  encoding="utf-8")
       processes.append((subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log,

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, xla_flags
 
 COLAB = pathlib.Path(__file__).resolve().parents[1] / "colab"
 NOTEBOOKS = sorted(p.name for p in COLAB.glob("*.ipynb"))
@@ -45,8 +45,7 @@ def test_notebook_runs_top_to_bottom(name, monkeypatch):
     pytest.skip(f"{SHARED_DATA} is absent: the molecules notebook would download MOSES.")
   monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
   # The kernel sees the machine's real devices; it keeps the suite's light code generation.
-  monkeypatch.setenv("XLA_FLAGS", re.sub(r"--xla_force_host_platform_device_count=\d+", "",
-                                         os.environ.get("XLA_FLAGS", "")))
+  monkeypatch.setenv("XLA_FLAGS", xla_flags(None))
   # MNIST is left to the notebook's own sources: offline that is the 5,000-digit fallback.
   monkeypatch.delenv("CMIM_MNIST_DIR", raising=False)
   monkeypatch.setenv("CMIM_MOSES_DIR", str(SHARED_DATA / "moses"))

@@ -16,6 +16,7 @@ import sys
 import pytest
 
 from cmim_jax.data.idx import read_idx
+from tests.conftest import xla_flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -23,11 +24,9 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def run_script(name: str, *args: str) -> None:
   """Runs `python -m experiments.paper.NAME --preset=smoke ARGS` on one device."""
-  xla_flags = os.environ.get("XLA_FLAGS", "").replace(
-      "--xla_force_host_platform_device_count=8", "--xla_force_host_platform_device_count=1")
   completed = subprocess.run(
       [sys.executable, "-m", f"experiments.paper.{name}", "--preset=smoke", *args], cwd=REPO,
-      env=dict(os.environ, XLA_FLAGS=xla_flags), capture_output=True, text=True, timeout=600,
+      env=dict(os.environ, XLA_FLAGS=xla_flags(1)), capture_output=True, text=True, timeout=600,
       check=False)
   assert completed.returncode == 0, completed.stderr[-3000:]
 

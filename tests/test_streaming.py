@@ -4,7 +4,6 @@ killed streaming run that resumes bit-identically."""
 import dataclasses
 import os
 import pathlib
-import re
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from cmim_jax import checkpointing, config_validation, sharding, training
 from cmim_jax.data import molecule_files, molecules, streaming, token_file
 from cmim_jax.data import smiles as smiles_lib
 from cmim_jax.errors import ConfigError
+from tests.conftest import xla_flags
 from tests.test_molecules_train import synthetic_smiles, tiny_smiles_config
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -120,8 +120,7 @@ def test_killed_streaming_run_resumes_bit_identically(corpus, tmp_path):
       ("model.encoder_layers", 1), ("model.decoder_layers", 1), ("train.num_steps", 9),
       ("train.log_every_steps", 9), ("checkpoint.every_steps", 3), ("eval.at_end", False),
       ("compilation_cache_dir", "off"))]
-  env = {**os.environ, "XLA_FLAGS": re.sub(r"device_count=\d+", "device_count=2",
-                                           os.environ["XLA_FLAGS"])}
+  env = {**os.environ, "XLA_FLAGS": xla_flags(2)}
   with open(tmp_path / "killed.log", "w", encoding="utf-8") as log:
     process = subprocess.Popen(
         [sys.executable, "-m", "experiments.main", "--config=experiments/configs/molecules.py",

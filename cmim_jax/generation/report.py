@@ -64,6 +64,17 @@ def image_metrics(task, model, params, workdir: pathlib.Path, eval_config, seed:
   return metrics
 
 
+def without_generative_eval(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of `config` whose end-of-run evaluation skips the likelihood bound, the pictures and
+  the Frechet proxy (`end_of_run` then adds nothing)."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.eval.likelihood_samples = 0
+    config.eval.pictures = False
+    config.eval.frechet = False
+  return config
+
+
 def end_of_run(config: ml_collections.ConfigDict, task, model, params, mesh: Mesh,
                workdir: pathlib.Path) -> dict:
   """The generative metrics for summary.json (nothing for an encoder-only model)."""

@@ -34,6 +34,7 @@ from cmim_jax import checkpointing
 from cmim_jax import training
 from cmim_jax import workdir as workdir_lib
 from cmim_jax.embedding import files as embedding_files
+from cmim_jax.generation import report as generative_report
 from cmim_jax.probes import controls, evaluate, linear, workflows
 from cmim_jax.tasks import images
 from experiments.configs import mnist as mnist_config
@@ -169,26 +170,16 @@ def reusable(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> bool:
   return False
 
 
-def without_generative_eval(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A copy of `config` whose end-of-run evaluation skips the likelihood bound, the pictures and
-  the Frechet proxy: the paper's tables score representations, and the generative metrics have
-  their own entry points (experiments.likelihood, experiments.generate)."""
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config.eval.likelihood_samples = 0
-    config.eval.pictures = False
-    config.eval.frechet = False
-  return config
-
-
 def run_or_load(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                 num_devices: int | None = None) -> dict[str, Any]:
-  """Trains `config` (`without_generative_eval`) in `workdir` unless it holds a finished run of
-  the same inputs (`reusable`); returns the summary + wall time.
+  """Trains `config` without the generative end-of-run evaluation (the paper's tables score
+  representations; experiments.likelihood and experiments.generate give the generative metrics)
+  in `workdir` unless it holds a finished run of the same inputs (`reusable`); returns the
+  summary + wall time.
 
   `num_devices` limits the mesh to the first devices (e.g. 1, so any batch size divides).
   """
-  config = without_generative_eval(config)
+  config = generative_report.without_generative_eval(config)
   summary_path = workdir / "summary.json"
   if reusable(config, workdir):
     logging.info("Done already: %s", workdir)
@@ -211,7 +202,7 @@ def run_all(runs: Sequence[tuple[ml_collections.ConfigDict, pathlib.Path]], proc
 
   processes > 1 runs them in that many parallel child processes (`run_in_processes`), else here.
   """
-  runs = [(without_generative_eval(config), workdir) for config, workdir in runs]
+  runs = [(generative_report.without_generative_eval(config), workdir) for config, workdir in runs]
   done = sum(reusable(config, workdir) for config, workdir in runs)  # Moves stale runs aside.
   logging.info("Stage: training %d run(s), %d of them done already.", len(runs), done)
   if processes > 1:
